@@ -1,0 +1,68 @@
+"""Tiny, seeded components shared by tests, benchmarks and documentation examples (no downloads, CPU-fast)."""
+
+import torch
+from diffusers import Kandinsky3UNet, VQModel
+from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+
+# Kandinsky3UNet with every block type (2 levels; cross- and self-attention on level 1): ~50 k params.
+TINY_UNET_CONFIG = dict(
+    in_channels=4,
+    time_embedding_dim=8,
+    groups=2,
+    attention_head_dim=4,
+    layers_per_block=2,
+    block_out_channels=(8, 16),
+    cross_attention_dim=8,
+    encoder_hid_dim=16,
+)
+
+# MoVQ (VQModel, spatial norm) with the real x8 topology: ~0.4 M params.
+TINY_MOVQ_CONFIG = dict(
+    block_out_channels=(32, 32, 32, 32),
+    down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
+    up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
+    layers_per_block=1,
+    norm_num_groups=8,
+    norm_type="spatial",
+    num_vq_embeddings=16,
+    vq_embed_dim=4,
+    latent_channels=4,
+)
+
+# T5 encoder whose d_model equals TINY_UNET_CONFIG["encoder_hid_dim"].
+TINY_T5_CONFIG = dict(
+    vocab_size=384, d_model=16, d_kv=4, d_ff=32, num_layers=2, num_heads=4, feed_forward_proj="gated-silu"
+)
+
+
+def tiny_kandinsky3_unet(seed: int = 0, **overrides) -> Kandinsky3UNet:
+    """A randomly initialised tiny Kandinsky3UNet; overrides replace entries of TINY_UNET_CONFIG."""
+    torch.manual_seed(seed)
+    unet = Kandinsky3UNet(**{**TINY_UNET_CONFIG, **overrides})
+    # diffusers zero-inits the conditional norms; give them weights so tests see conditioning at work.
+    randomize_zero_parameters(unet, seed)
+    return unet.eval()
+
+
+def tiny_movq(seed: int = 0) -> VQModel:
+    torch.manual_seed(seed)
+    return VQModel(**TINY_MOVQ_CONFIG).eval()
+
+
+def tiny_t5_encoder(seed: int = 0) -> T5EncoderModel:
+    torch.manual_seed(seed)
+    return T5EncoderModel(T5Config(**TINY_T5_CONFIG)).eval()
+
+
+def tiny_tokenizer() -> ByT5Tokenizer:
+    """A byte-level T5 tokenizer that needs no files (same pad/eos conventions as the real T5 tokenizer)."""
+    return ByT5Tokenizer()
+
+
+def randomize_zero_parameters(module: torch.nn.Module, seed: int = 0, scale: float = 0.1) -> None:
+    """Fill every all-zero parameter with small noise, so identities that hold only by zero-init cannot hide bugs."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in module.parameters():
+            if not parameter.any():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
