@@ -4,14 +4,15 @@ import torch
 from diffusers import Kandinsky3UNet, VQModel
 from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
 
-# Kandinsky3UNet with every block type (2 levels; cross- and self-attention on level 1): ~50 k params.
+# Kandinsky3UNet with the real 4-level topology (attention on levels 1-3) at tiny widths: ~0.1 M params.
+# (diffusers hard-codes 4 attention flags, so fewer levels would not match the released layout.)
 TINY_UNET_CONFIG = dict(
     in_channels=4,
     time_embedding_dim=8,
     groups=2,
     attention_head_dim=4,
     layers_per_block=2,
-    block_out_channels=(8, 16),
+    block_out_channels=(8, 16, 16, 16),
     cross_attention_dim=8,
     encoder_hid_dim=16,
 )

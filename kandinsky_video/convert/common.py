@@ -27,13 +27,24 @@ def load_original_checkpoint(path: str | os.PathLike) -> dict:
 
 
 def check_state_dict(
-    converted: Mapping[str, torch.Tensor], expected: Mapping[str, torch.Tensor], what: str
+    converted: Mapping[str, torch.Tensor],
+    expected: Mapping[str, torch.Tensor],
+    what: str,
+    source_names: Mapping[str, str] | None = None,
 ) -> None:
-    """Raise :class:`CheckpointMismatchError` naming missing, unexpected and mis-shaped keys; never load partially."""
+    """Raise :class:`CheckpointMismatchError` naming missing, unexpected and mis-shaped keys; never load partially.
+
+    ``source_names`` maps converted keys back to the checkpoint's own names, so errors name the key in the file.
+    """
+    source_names = source_names or {}
+
+    def name(key: str) -> str:
+        return f"{source_names[key]} (-> {key})" if key in source_names and source_names[key] != key else key
+
     missing = sorted(set(expected) - set(converted))
-    unexpected = sorted(set(converted) - set(expected))
+    unexpected = sorted(name(key) for key in set(converted) - set(expected))
     mis_shaped = sorted(
-        f"{key}: checkpoint {tuple(converted[key].shape)} vs model {tuple(expected[key].shape)}"
+        f"{name(key)}: checkpoint {tuple(converted[key].shape)} vs model {tuple(expected[key].shape)}"
         for key in set(converted) & set(expected)
         if converted[key].shape != expected[key].shape
     )

@@ -50,6 +50,7 @@ KEYFRAME_TEMPORAL_RULES = [
 
 # New parts of the interpolation U-Net.
 INTERPOLATION_RULES = [
+    (r"^null_embedding$", "null_embedding"),  # stored beside the U-Net in the published file
     (r"^time_embed_merge$", "perturbation_merge"),
     (r"^skip_merge$", "skip_merge"),
     (r"^skip_embeddings\.", "skip_embedding."),
@@ -73,13 +74,18 @@ def rename(key: str, temporal_rules: list) -> str:
 
 
 def rename_state_dict(original: Mapping[str, torch.Tensor], temporal_rules: list) -> dict[str, torch.Tensor]:
-    renamed: dict[str, torch.Tensor] = {}
-    for key, tensor in original.items():
+    return {new_key: original[key] for new_key, key in source_names(original, temporal_rules).items()}
+
+
+def source_names(original: Mapping[str, torch.Tensor], temporal_rules: list) -> dict[str, str]:
+    """Our key -> the checkpoint's key, refusing two checkpoint keys that land on one of ours."""
+    names: dict[str, str] = {}
+    for key in original:
         new_key = rename(key, temporal_rules)
-        if new_key in renamed:
-            raise CheckpointMismatchError(f"two checkpoint keys map to {new_key}; the second is {key}")
-        renamed[new_key] = tensor
-    return renamed
+        if new_key in names:
+            raise CheckpointMismatchError(f"checkpoint keys {names[new_key]} and {key} both map to {new_key}")
+        names[new_key] = key
+    return names
 
 
 def _shape(original: Mapping[str, torch.Tensor], key: str) -> torch.Size:
@@ -118,7 +124,7 @@ def convert_keyframe_unet(
         temporal_conv="3d" if conv_shape[-1] == 3 else "1d",
         **config,
     )
-    _load_strict(model, rename_state_dict(original, KEYFRAME_TEMPORAL_RULES), "keyframe U-Net checkpoint")
+    _load_strict(model, original, KEYFRAME_TEMPORAL_RULES, "keyframe U-Net checkpoint")
     return model
 
 
@@ -141,12 +147,13 @@ def convert_interpolation_unet(
         num_skip_embeddings=_shape(original, "skip_embeddings.weight")[0],
         **config,
     )
-    renamed = rename_state_dict(original, INTERPOLATION_RULES)
-    renamed["null_embedding"] = null_embedding.reshape(-1)
-    _load_strict(model, renamed, "interpolation U-Net checkpoint")
+    _load_strict(model, {**original, "null_embedding": null_embedding.reshape(-1)}, INTERPOLATION_RULES,
+                 "interpolation U-Net checkpoint")
     return model
 
 
-def _load_strict(model: torch.nn.Module, renamed: dict[str, torch.Tensor], what: str) -> None:
-    check_state_dict(renamed, model.state_dict(), what)
+def _load_strict(model: torch.nn.Module, original: Mapping[str, torch.Tensor], rules: list, what: str) -> None:
+    names = source_names(original, rules)
+    renamed = {new_key: original[key] for new_key, key in names.items()}
+    check_state_dict(renamed, model.state_dict(), what, names)
     model.load_state_dict(renamed, strict=True)

@@ -1,0 +1,59 @@
+"""Convert the published Kandinsky Video 1.0 files into our model folders (safetensors + config.json).
+
+    kandinsky_video.pt                -> unet/ (KandinskyVideoUNet), text_projection/ (TextProjection)
+    kandinsky_video_interpolation.pt  -> interpolation_unet/ (KandinskyVideoInterpolationUNet)
+    movq.pt                           -> movq/ (diffusers VQModel)
+"""
+
+import logging
+import os
+from pathlib import Path
+
+from ..models.text_encoder import TextProjection
+from .common import load_original_checkpoint, require_keys
+from .movq import load_movq_from_original
+from .unet import convert_interpolation_unet, convert_keyframe_unet
+
+logger = logging.getLogger(__name__)
+
+
+def convert_published(
+    output: str | os.PathLike,
+    keyframe_checkpoint: str | os.PathLike | None = None,
+    interpolation_checkpoint: str | os.PathLike | None = None,
+    movq_checkpoint: str | os.PathLike | None = None,
+    groups: int = 32,
+    attention_head_dim: int = 64,
+    movq_norm_groups: int = 32,
+) -> list[Path]:
+    """Convert any subset of the three published files; returns the folders written.
+
+    ``groups`` / ``attention_head_dim`` / ``movq_norm_groups`` cannot be read off tensor shapes; the defaults are
+    the published model's, other values are for tiny checkpoints in the same layout.
+    """
+    if not (keyframe_checkpoint or interpolation_checkpoint or movq_checkpoint):
+        raise ValueError("nothing to convert: pass at least one of the keyframe, interpolation or MoVQ checkpoints")
+    output = Path(output)
+    written = []
+    if keyframe_checkpoint:
+        checkpoint = load_original_checkpoint(keyframe_checkpoint)
+        require_keys(checkpoint, ("unet", "projections", "null_embedding"), keyframe_checkpoint)
+        unet = convert_keyframe_unet(checkpoint["unet"], groups=groups, attention_head_dim=attention_head_dim)
+        projection = TextProjection.from_original(checkpoint["projections"], checkpoint["null_embedding"])
+        written += [_save(unet, output / "unet"), _save(projection, output / "text_projection")]
+    if interpolation_checkpoint:
+        checkpoint = load_original_checkpoint(interpolation_checkpoint)
+        require_keys(checkpoint, ("unet", "null_embedding"), interpolation_checkpoint)
+        unet = convert_interpolation_unet(
+            checkpoint["unet"], checkpoint["null_embedding"], groups=groups, attention_head_dim=attention_head_dim
+        )
+        written.append(_save(unet, output / "interpolation_unet"))
+    if movq_checkpoint:
+        written.append(_save(load_movq_from_original(movq_checkpoint, norm_num_groups=movq_norm_groups), output / "movq"))
+    return written
+
+
+def _save(model, folder: Path) -> Path:
+    model.save_pretrained(folder, safe_serialization=True)
+    logger.info("wrote %s (%s parameters)", folder, f"{sum(p.numel() for p in model.parameters()):,}")
+    return folder
