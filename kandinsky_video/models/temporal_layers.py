@@ -120,7 +120,8 @@ class ConvexTemporalConv(nn.Module):
     """x -> (1 - a) * x + a * conv(x) with a temporal conv and a scalar merge a; both start at zero (identity).
 
     The interpolation U-Net runs it after every Block conv of every spatial ResNet block (its time axis is the
-    interpolation group); the keyframe U-Net's "layers" placement uses it the same way.
+    interpolation group), the keyframe U-Net's "layers" placement the same way, and MoVQ Video after each conv of
+    its decoder ResNet blocks (with a 3x3x3 kernel).
     """
 
     def __init__(self, channels: int, kernel: tuple[int, int, int] = (3, 1, 1)):
