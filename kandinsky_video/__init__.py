@@ -1,0 +1,20 @@
+"""Kandinsky Video: text-to-video on the frozen Kandinsky 3.0 U-Net."""
+
+from .models import (
+    KandinskyTextEncoder,
+    KandinskyVideoInterpolationUNet,
+    KandinskyVideoUNet,
+    MoVQVideo,
+    TextConditioning,
+    TextProjection,
+)
+
+__version__ = "0.1.0"
+__all__ = [
+    "KandinskyTextEncoder",
+    "KandinskyVideoInterpolationUNet",
+    "KandinskyVideoUNet",
+    "MoVQVideo",
+    "TextConditioning",
+    "TextProjection",
+]
