@@ -8,13 +8,18 @@ from .models import (
     TextConditioning,
     TextProjection,
 )
+from .pipelines import KandinskyVideoPipeline, write_video
+from .sampling import KandinskyVideoScheduler
 
 __version__ = "0.1.0"
 __all__ = [
     "KandinskyTextEncoder",
     "KandinskyVideoInterpolationUNet",
+    "KandinskyVideoPipeline",
+    "KandinskyVideoScheduler",
     "KandinskyVideoUNet",
     "MoVQVideo",
     "TextConditioning",
     "TextProjection",
+    "write_video",
 ]

@@ -3,6 +3,13 @@
 import argparse
 import logging
 import sys
+from pathlib import Path
+
+import torch
+
+from .pipelines.pipeline_kandinsky_video import PRESETS
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,7 +29,34 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--groups", type=int, default=32, help="U-Net GroupNorm groups (32 for the published model)")
     convert.add_argument("--attention-head-dim", type=int, default=64, help="U-Net attention head width (64)")
     convert.add_argument("--movq-norm-groups", type=int, default=32, help="MoVQ GroupNorm groups (32)")
+    convert.add_argument("--kandinsky3", help="also assemble a complete pipeline folder in --output, taking the "
+                         "tokenizer and text encoder from this Kandinsky 3.0 folder or hub id")
     convert.set_defaults(run=run_convert)
+
+    generate = commands.add_parser(
+        "generate", help="text to video", description="Generate a video from a prompt (or one per line of --prompts)."
+    )
+    generate.add_argument("prompt", nargs="?", help="what the video shows")
+    generate.add_argument("-o", "--output", help="output file (.mp4 or .gif)")
+    generate.add_argument("--prompts", help="a text file with one prompt per line (use with --out-dir)")
+    generate.add_argument("--out-dir", help="folder for the videos of --prompts (numbered .mp4 files)")
+    generate.add_argument("--model", required=True, help="pipeline folder (model_index.json) or hub id")
+    generate.add_argument("--preset", default="low", choices=sorted(PRESETS), help="low: keyframes; medium/high: 1/2 interpolation passes")
+    generate.add_argument("--negative-prompt")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--height", type=int, default=512)
+    generate.add_argument("--width", type=int, default=512)
+    generate.add_argument("--keyframes", type=int, default=15, help="number of keyframes (15 released)")
+    generate.add_argument("--steps", type=int, default=50)
+    generate.add_argument("--guidance-scale", type=float, default=5.0, help="w in (1+w)*cond - w*uncond")
+    generate.add_argument("--interpolation-guidance-scale", type=float, default=0.25)
+    generate.add_argument("--fps", type=float, help="override the frame rate (default: real-time motion)")
+    generate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    generate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
+    generate.add_argument("--offload", default="none", choices=("none", "model", "sequential"),
+                          help="model: one model on the GPU at a time; sequential: layer by layer (slowest, least memory)")
+    generate.add_argument("--decode-chunk-size", type=int, default=8, help="frames decoded at once (memory only)")
+    generate.set_defaults(run=run_generate)
     return parser
 
 
@@ -37,8 +71,49 @@ def run_convert(args: argparse.Namespace) -> None:
         groups=args.groups,
         attention_head_dim=args.attention_head_dim,
         movq_norm_groups=args.movq_norm_groups,
+        kandinsky3=args.kandinsky3,
     ):
         print(f"wrote {folder}")
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    from .pipelines import write_video
+    from .pipelines.loading import load_pipeline
+
+    jobs = generation_jobs(args)
+    if args.device == "cpu":
+        logging.getLogger("kandinsky_video").warning("running on the CPU: full-size models take hours; use a GPU")
+    pipeline = load_pipeline(args.model, DTYPES[args.dtype], args.device, args.offload)
+    for index, (prompt, path) in enumerate(jobs):
+        result = pipeline(
+            prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width, preset=args.preset,
+            num_keyframes=args.keyframes, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+            interpolation_guidance_scale=args.interpolation_guidance_scale, decode_chunk_size=args.decode_chunk_size,
+            generator=torch.Generator("cpu").manual_seed(args.seed + index),
+        )
+        write_video(result.frames[0], path, args.fps or result.fps)
+        print(f"wrote {path} ({result.frames.shape[1]} frames, {args.fps or result.fps:g} fps, seed {args.seed + index})")
+
+
+def generation_jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
+    """(prompt, output path) pairs, checked before any model is loaded."""
+    if args.prompts:
+        if args.prompt or args.output:
+            raise ValueError("give either a PROMPT with -o, or --prompts FILE with --out-dir, not both")
+        if not args.out_dir:
+            raise ValueError("--prompts needs --out-dir for the videos")
+        path = Path(args.prompts)
+        if not path.is_file():
+            raise FileNotFoundError(f"prompt file {path} does not exist")
+        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        if not prompts:
+            raise ValueError(f"prompt file {path} has no prompts (one per line)")
+        return [(prompt, Path(args.out_dir) / f"{i:04d}.mp4") for i, prompt in enumerate(prompts)]
+    if not args.prompt or not args.prompt.strip():
+        raise ValueError("the prompt is empty: say what the video should show")
+    if not args.output:
+        raise ValueError("say where to write the video with -o out.mp4 (or .gif)")
+    return [(args.prompt, Path(args.output))]
 
 
 def main(argv: list[str] | None = None) -> int:

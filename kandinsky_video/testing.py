@@ -67,3 +67,27 @@ def randomize_zero_parameters(module: torch.nn.Module, seed: int = 0, scale: flo
         for parameter in module.parameters():
             if not parameter.any():
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * scale)
+
+
+def tiny_pipeline(frames_between: int = 3, seed: int = 0):
+    """A complete KandinskyVideoPipeline of tiny random models (temporal layers randomised, not identity)."""
+    from .models import KandinskyVideoInterpolationUNet, KandinskyVideoUNet, MoVQVideo, TextProjection
+    from .pipelines import KandinskyVideoPipeline
+    from .sampling import KandinskyVideoScheduler
+
+    base = tiny_kandinsky3_unet(seed)
+    unet = KandinskyVideoUNet.from_kandinsky3(base)
+    interpolation = KandinskyVideoInterpolationUNet.from_kandinsky3(base, frames_between=frames_between)
+    projection = TextProjection(TINY_T5_CONFIG["d_model"], TINY_UNET_CONFIG["cross_attention_dim"])
+    for model in (unet, interpolation, projection):
+        randomize_zero_parameters(model, seed)
+    return KandinskyVideoPipeline(
+        tokenizer=tiny_tokenizer(),
+        text_encoder=tiny_t5_encoder(seed),
+        text_projection=projection.eval(),
+        unet=unet.eval(),
+        movq=MoVQVideo.from_movq(tiny_movq(seed)).eval(),
+        scheduler=KandinskyVideoScheduler(),
+        interpolation_unet=interpolation.eval(),
+        interpolation_scheduler=KandinskyVideoScheduler(prediction_type="v_prediction"),
+    )

@@ -256,7 +256,7 @@ def test_from_pretrained_folder_and_release(tmp_path, encoder):
     encoder.text_encoder.save_pretrained(tmp_path / "text_encoder")
     encoder.projection.save_pretrained(tmp_path / "projection")
     loaded = KandinskyTextEncoder.from_pretrained(
-        tmp_path, projection=tmp_path / "projection", torch_dtype=torch.float32
+        tmp_path, projection=tmp_path / "projection", dtype=torch.float32
     )
     expected, out = encoder.encode(PROMPTS), loaded.encode(PROMPTS)
     torch.testing.assert_close(out.context, expected.context, rtol=0, atol=0)

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from ..models.text_encoder import TextProjection
+from ..pipelines.pipeline_kandinsky_video import KandinskyVideoPipeline
 from .common import load_original_checkpoint, require_keys
 from .movq import load_movq_from_original
 from .unet import convert_interpolation_unet, convert_keyframe_unet
@@ -25,11 +26,14 @@ def convert_published(
     groups: int = 32,
     attention_head_dim: int = 64,
     movq_norm_groups: int = 32,
+    kandinsky3: str | os.PathLike | None = None,
 ) -> list[Path]:
     """Convert any subset of the three published files; returns the folders written.
 
     ``groups`` / ``attention_head_dim`` / ``movq_norm_groups`` cannot be read off tensor shapes; the defaults are
-    the published model's, other values are for tiny checkpoints in the same layout.
+    the published model's, other values are for tiny checkpoints in the same layout. With ``kandinsky3`` (a
+    diffusers Kandinsky 3.0 folder or hub id) the output also becomes a complete pipeline folder (tokenizer and
+    text encoder from there), loadable with ``KandinskyVideoPipeline.from_pretrained``.
     """
     if not (keyframe_checkpoint or interpolation_checkpoint or movq_checkpoint):
         raise ValueError("nothing to convert: pass at least one of the keyframe, interpolation or MoVQ checkpoints")
@@ -50,6 +54,11 @@ def convert_published(
         written.append(_save(unet, output / "interpolation_unet"))
     if movq_checkpoint:
         written.append(_save(load_movq_from_original(movq_checkpoint, norm_num_groups=movq_norm_groups), output / "movq"))
+    if kandinsky3:
+        parts = {name: output / name for name in ("unet", "interpolation_unet", "movq", "text_projection")
+                 if (output / name).is_dir()}
+        KandinskyVideoPipeline.from_kandinsky3(kandinsky3, **parts).save_pretrained(output)
+        written.append(output)
     return written
 
 

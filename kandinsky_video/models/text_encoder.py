@@ -43,8 +43,11 @@ WEIGHTS_HELP = (
 class TextProjection(ModelMixin, ConfigMixin):
     """Linear(encoder_dim -> context_dim, no bias) + LayerNorm, plus the learned unconditional token.
 
-    Keep it in fp32: the release casts the encoder output to fp32 before this projection.
+    Kept in fp32 (also under ``from_pretrained(dtype=...)``): the release casts the encoder output to fp32
+    before this projection.
     """
+
+    _keep_in_fp32_modules = ["linear", "norm"]
 
     @register_to_config
     def __init__(self, encoder_dim: int = 4096, context_dim: int = 4096):
@@ -222,7 +225,7 @@ class KandinskyTextEncoder:
         path_or_id: str | os.PathLike,
         *,
         projection: TextProjection | str | os.PathLike,
-        torch_dtype: torch.dtype = torch.float16,
+        dtype: torch.dtype = torch.float16,
         max_length: int = 128,
         tokenizer_subfolder: str = "tokenizer",
         encoder_subfolder: str = "text_encoder",
@@ -230,7 +233,7 @@ class KandinskyTextEncoder:
     ) -> "KandinskyTextEncoder":
         """Load ``tokenizer/`` and ``text_encoder/`` (diffusers layout) from a folder or a hub id.
 
-        ``torch_dtype`` defaults to fp16, the released precision (the overflow guard exists for it). ``projection``
+        ``dtype`` defaults to fp16, the released precision (the overflow guard exists for it). ``projection``
         is a :class:`TextProjection` or a folder saved by it. ``encoder_kwargs`` go to
         ``T5EncoderModel.from_pretrained`` (e.g. ``variant="fp16"``, ``device_map``).
         """
@@ -250,7 +253,7 @@ class KandinskyTextEncoder:
         try:
             tokenizer = AutoTokenizer.from_pretrained(path_or_id, subfolder=tokenizer_subfolder)
             text_encoder = T5EncoderModel.from_pretrained(
-                path_or_id, subfolder=encoder_subfolder, torch_dtype=torch_dtype, **encoder_kwargs
+                path_or_id, subfolder=encoder_subfolder, dtype=dtype, **encoder_kwargs
             )
         except OSError as error:
             raise FileNotFoundError(
@@ -333,7 +336,8 @@ class KandinskyTextEncoder:
         ).last_hidden_state  # (B, N, E), encoder dtype
         # Overflow guard, per prompt and over ALL positions (padding included), in the encoder's dtype.
         overflow = ~torch.isfinite(hidden).flatten(1).all(dim=1)  # (B,)
-        hidden = hidden.masked_fill(overflow[:, None, None], 0).to(self.projection.device, torch.float32)
+        # fp32 as released (TextProjection keeps itself in fp32 when loaded with a dtype).
+        hidden = hidden.masked_fill(overflow[:, None, None], 0).to(self.projection.device, self.projection.dtype)
         if overflow.any():
             logger.warning("text encoder overflowed (inf/NaN) for prompts %s: their conditioning is dropped",
                            overflow.nonzero().flatten().tolist())

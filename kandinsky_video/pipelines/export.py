@@ -1,0 +1,38 @@
+"""Writing generated frames to mp4 or gif, atomically (a crash never leaves half a file under the final name)."""
+
+import os
+from pathlib import Path
+
+import imageio.v2 as imageio
+import numpy as np
+
+VIDEO_SUFFIXES = (".mp4", ".gif")
+
+
+def to_uint8(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W, 3) floats in [0, 1] (or uint8) -> uint8."""
+    if frames.dtype == np.uint8:
+        return frames
+    return (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path:
+    """Write (T, H, W, 3) frames as .mp4 (H.264, yuv420p) or .gif at ``fps`` frames per second."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ValueError(f"cannot write {path.name!r}: use one of {VIDEO_SUFFIXES}")
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"frames must be (T, H, W, 3), got {frames.shape}")
+    frames = to_uint8(frames)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.stem}.partial{suffix}")
+    if suffix == ".mp4":
+        with imageio.get_writer(partial, fps=fps, codec="libx264", pixelformat="yuv420p", macro_block_size=1,
+                                format="FFMPEG") as writer:
+            for frame in frames:
+                writer.append_data(frame)
+    else:
+        imageio.mimsave(partial, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
+    os.replace(partial, path)
+    return path

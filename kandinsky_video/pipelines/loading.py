@@ -1,0 +1,52 @@
+"""Loading a pipeline for the command line, with errors that say how to get or make the weights."""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from .pipeline_kandinsky_video import KandinskyVideoPipeline
+
+HOW_TO_GET_WEIGHTS = (
+    "convert the published Kandinsky Video 1.0 files (hub repo ai-forever/KandinskyVideo, folder weights/) with\n"
+    "  kandinsky-video convert --keyframe-ckpt kandinsky_video.pt --interpolation-ckpt "
+    "kandinsky_video_interpolation.pt --movq-ckpt movq.pt --kandinsky3 kandinsky-community/kandinsky-3 --output DIR\n"
+    "and pass --model DIR"
+)
+
+
+def check_model_folder(folder: Path) -> None:
+    """Raise FileNotFoundError naming what is missing from a pipeline folder."""
+    index = folder / "model_index.json"
+    if not index.is_file():
+        hint = ""
+        if (folder / "unet").is_dir():
+            hint = " It looks like converted model folders without the text encoder: rerun convert with --kandinsky3."
+        raise FileNotFoundError(f"{folder} is not a complete pipeline folder: it has no model_index.json.{hint}\n"
+                                f"To get one, {HOW_TO_GET_WEIGHTS}")
+    components = {name: spec for name, spec in json.loads(index.read_text()).items()
+                  if not name.startswith("_") and isinstance(spec, list) and spec[0] is not None}
+    missing = [name for name in components if not (folder / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{folder} is incomplete: the folders {missing} listed in model_index.json are missing")
+
+
+def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, offload: str = "none") -> KandinskyVideoPipeline:
+    """A pipeline from a local folder or hub id, placed on ``device`` (or offloaded to it)."""
+    folder = Path(model)
+    if folder.exists():
+        check_model_folder(folder)
+    elif str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
+        raise FileNotFoundError(f"model folder {model} does not exist. To get weights, {HOW_TO_GET_WEIGHTS}")
+    try:
+        pipeline = KandinskyVideoPipeline.from_pretrained(model, dtype=dtype)
+    except OSError as error:  # hub ids that cannot be fetched (offline, private, misspelt)
+        raise FileNotFoundError(f"cannot load {model!r} ({error}). To get weights, {HOW_TO_GET_WEIGHTS}") from error
+    if offload == "model":
+        pipeline.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipeline.enable_sequential_cpu_offload(device=device)
+    else:
+        pipeline.to(device)
+    return pipeline
