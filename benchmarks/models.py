@@ -11,6 +11,7 @@ import time
 import torch
 from diffusers import VQModel
 
+from kandinsky_video.models.movq_video import KANDINSKY3_MOVQ_CONFIG
 from kandinsky_video.models.text_encoder import TextProjection
 from kandinsky_video.models.unet_interpolation import KandinskyVideoInterpolationUNet
 from kandinsky_video.models.unet_keyframe import KandinskyVideoUNet
@@ -21,16 +22,6 @@ PUBLISHED = {
     "interpolation U-Net (without null embedding)": 3_872_572_046,
     "MoVQ (without codebook)": 270_603_567,
 }
-REAL_MOVQ = dict(
-    block_out_channels=(256, 512, 512, 1024),
-    down_block_types=("DownEncoderBlock2D",) * 3 + ("AttnDownEncoderBlock2D",),
-    up_block_types=("AttnUpDecoderBlock2D",) + ("UpDecoderBlock2D",) * 3,
-    layers_per_block=2,
-    norm_type="spatial",
-    num_vq_embeddings=16384,
-    vq_embed_dim=4,
-    latent_channels=4,
-)
 
 
 def count(model: torch.nn.Module, skip: tuple[str, ...] = ()) -> int:
@@ -41,7 +32,7 @@ def parameter_counts() -> dict[str, int]:
     with torch.device("meta"):
         keyframe = KandinskyVideoUNet()
         interpolation = KandinskyVideoInterpolationUNet()
-        movq = VQModel(**REAL_MOVQ)
+        movq = VQModel(**KANDINSKY3_MOVQ_CONFIG)
         projection = TextProjection()
     return {
         "keyframe U-Net (without text projection)": count(keyframe),

@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--offload", default="none", choices=("none", "model", "sequential"),
                           help="model: one model on the GPU at a time; sequential: layer by layer (slowest, least memory)")
     generate.add_argument("--decode-chunk-size", type=int, default=8, help="frames decoded at once (memory only)")
+    generate.add_argument("--compile", action="store_true", help="torch.compile the U-Nets (pays off for long runs)")
     generate.set_defaults(run=run_generate)
     return parser
 
@@ -84,6 +85,10 @@ def run_generate(args: argparse.Namespace) -> None:
     if args.device == "cpu":
         logging.getLogger("kandinsky_video").warning("running on the CPU: full-size models take hours; use a GPU")
     pipeline = load_pipeline(args.model, DTYPES[args.dtype], args.device, args.offload)
+    if args.compile:
+        for unet in (pipeline.unet, pipeline.interpolation_unet):
+            if unet is not None:
+                unet.compile()
     for index, (prompt, path) in enumerate(jobs):
         result = pipeline(
             prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width, preset=args.preset,
