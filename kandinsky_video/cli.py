@@ -25,6 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--keyframe-ckpt", help="kandinsky_video.pt")
     convert.add_argument("--interpolation-ckpt", help="kandinsky_video_interpolation.pt")
     convert.add_argument("--movq-ckpt", help="movq.pt")
+    convert.add_argument("--inpainting-ckpt", help="kandinsky3_inpainting.pt (Kandinsky 3.1), for `image --mask`")
+    convert.add_argument("--inpainting-projection-ckpt", help="projection_inpainting.pt (Kandinsky 3.1)")
     convert.add_argument("--output", "-o", required=True, help="output folder")
     convert.add_argument("--groups", type=int, default=32, help="U-Net GroupNorm groups (32 for the published model)")
     convert.add_argument("--attention-head-dim", type=int, default=64, help="U-Net attention head width (64)")
@@ -58,6 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--decode-chunk-size", type=int, default=8, help="frames decoded at once (memory only)")
     generate.add_argument("--compile", action="store_true", help="torch.compile the U-Nets (pays off for long runs)")
     generate.set_defaults(run=run_generate)
+
+    image = commands.add_parser("image", help="Kandinsky 3 text-to-image, image-to-image and inpainting",
+                                description="Runs on the frozen Kandinsky 3.0 U-Net and MoVQ of a video model folder.")
+    image.add_argument("prompt")
+    image.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
+    image.add_argument("--model", required=True, help="pipeline folder or hub id")
+    image.add_argument("--init", help="input image: image-to-image (or the image to inpaint with --mask)")
+    image.add_argument("--strength", type=float, default=0.3, help="denoising strength: the fraction of the schedule "
+                       "re-run (0.3 keeps most of --init, 1.0 ignores it)")
+    image.add_argument("--mask", help="mask image, white = repaint (needs --init and converted inpainting weights)")
+    image.add_argument("--dilate-mask", action="store_true", help="grow the mask as the released example does")
+    image.add_argument("--negative-prompt")
+    image.add_argument("--seed", type=int, default=0)
+    image.add_argument("--height", type=int, default=512)
+    image.add_argument("--width", type=int, default=512)
+    image.add_argument("--steps", type=int, default=50)
+    image.add_argument("--guidance-scale", type=float, help="w in (1+w)*cond - w*uncond (3.0; 4.0 inpainting)")
+    image.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    image.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
+    image.set_defaults(run=run_image)
     return parser
 
 
@@ -69,6 +91,8 @@ def run_convert(args: argparse.Namespace) -> None:
         keyframe_checkpoint=args.keyframe_ckpt,
         interpolation_checkpoint=args.interpolation_ckpt,
         movq_checkpoint=args.movq_ckpt,
+        inpainting_checkpoint=args.inpainting_ckpt,
+        inpainting_projection=args.inpainting_projection_ckpt,
         groups=args.groups,
         attention_head_dim=args.attention_head_dim,
         movq_norm_groups=args.movq_norm_groups,
@@ -98,6 +122,32 @@ def run_generate(args: argparse.Namespace) -> None:
         )
         write_video(result.frames[0], path, args.fps or result.fps)
         print(f"wrote {path} ({result.frames.shape[1]} frames, {args.fps or result.fps:g} fps, seed {args.seed + index})")
+
+
+def run_image(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from .pipelines.loading import load_image_pipeline
+
+    if not args.prompt.strip():
+        raise ValueError("the prompt is empty: say what the image should show")
+    if args.mask and not args.init:
+        raise ValueError("--mask needs --init, the image to inpaint")
+    inputs = {}
+    for name, path in (("image", args.init), ("mask_image", args.mask)):
+        if path:
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"{path} does not exist")
+            inputs[name] = Image.open(path).convert("RGB" if name == "image" else "L")
+    pipeline = load_image_pipeline(args.model, DTYPES[args.dtype], args.device, inpainting=bool(args.mask))
+    images = pipeline(
+        args.prompt, negative_prompt=args.negative_prompt, strength=args.strength, dilate_mask=args.dilate_mask,
+        height=args.height, width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
+        generator=torch.Generator("cpu").manual_seed(args.seed), **inputs,
+    ).images
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    images[0].save(args.output)
+    print(f"wrote {args.output} ({images[0].width}x{images[0].height}, seed {args.seed})")
 
 
 def generation_jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:

@@ -3,6 +3,8 @@
     kandinsky_video.pt                -> unet/ (KandinskyVideoUNet), text_projection/ (TextProjection)
     kandinsky_video_interpolation.pt  -> interpolation_unet/ (KandinskyVideoInterpolationUNet)
     movq.pt                           -> movq/ (diffusers VQModel)
+    kandinsky3_inpainting.pt + projection_inpainting.pt (Kandinsky 3.1)
+                                      -> inpaint_unet/ (Kandinsky3ConditionedUNet), inpaint_text_projection/
 """
 
 import logging
@@ -13,7 +15,7 @@ from ..models.text_encoder import TextProjection
 from ..pipelines.pipeline_kandinsky_video import KandinskyVideoPipeline
 from .common import load_original_checkpoint, require_keys
 from .movq import load_movq_from_original
-from .unet import convert_interpolation_unet, convert_keyframe_unet
+from .unet import convert_inpainting_unet, convert_interpolation_unet, convert_keyframe_unet
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ def convert_published(
     keyframe_checkpoint: str | os.PathLike | None = None,
     interpolation_checkpoint: str | os.PathLike | None = None,
     movq_checkpoint: str | os.PathLike | None = None,
+    inpainting_checkpoint: str | os.PathLike | None = None,
+    inpainting_projection: str | os.PathLike | None = None,
     groups: int = 32,
     attention_head_dim: int = 64,
     movq_norm_groups: int = 32,
@@ -35,8 +39,11 @@ def convert_published(
     diffusers Kandinsky 3.0 folder or hub id) the output also becomes a complete pipeline folder (tokenizer and
     text encoder from there), loadable with ``KandinskyVideoPipeline.from_pretrained``.
     """
-    if not (keyframe_checkpoint or interpolation_checkpoint or movq_checkpoint):
-        raise ValueError("nothing to convert: pass at least one of the keyframe, interpolation or MoVQ checkpoints")
+    if not (keyframe_checkpoint or interpolation_checkpoint or movq_checkpoint or inpainting_checkpoint):
+        raise ValueError("nothing to convert: pass at least one of the keyframe, interpolation, MoVQ or inpainting checkpoints")
+    if bool(inpainting_checkpoint) != bool(inpainting_projection):
+        raise ValueError("inpainting needs both kandinsky3_inpainting.pt and projection_inpainting.pt (hub repo "
+                         "ai-forever/Kandinsky3.1, folder weights/)")
     output = Path(output)
     written = []
     if keyframe_checkpoint:
@@ -54,6 +61,12 @@ def convert_published(
         written.append(_save(unet, output / "interpolation_unet"))
     if movq_checkpoint:
         written.append(_save(load_movq_from_original(movq_checkpoint, norm_num_groups=movq_norm_groups), output / "movq"))
+    if inpainting_checkpoint:
+        checkpoint = load_original_checkpoint(inpainting_checkpoint)
+        require_keys(checkpoint, ("unet", "null_embedding"), inpainting_checkpoint)
+        unet = convert_inpainting_unet(checkpoint["unet"], groups=groups, attention_head_dim=attention_head_dim)
+        projection = TextProjection.from_original(load_original_checkpoint(inpainting_projection), checkpoint["null_embedding"])
+        written += [_save(unet, output / "inpaint_unet"), _save(projection, output / "inpaint_text_projection")]
     if kandinsky3:
         parts = {name: output / name for name in ("unet", "interpolation_unet", "movq", "text_projection")
                  if (output / name).is_dir()}

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 import torch
 
+from ..models.unet_inpaint import Kandinsky3ConditionedUNet
 from ..models.unet_interpolation import KandinskyVideoInterpolationUNet
 from ..models.unet_keyframe import KandinskyVideoUNet
 from .common import CheckpointMismatchError, check_state_dict
@@ -149,6 +150,17 @@ def convert_interpolation_unet(
     )
     _load_strict(model, {**original, "null_embedding": null_embedding.reshape(-1)}, INTERPOLATION_RULES,
                  "interpolation U-Net checkpoint")
+    return model
+
+
+def convert_inpainting_unet(
+    original: Mapping[str, torch.Tensor], groups: int = 32, attention_head_dim: int = 64
+) -> Kandinsky3ConditionedUNet:
+    """The ``unet`` entry of kandinsky3_inpainting.pt (Kandinsky 3.1) -> Kandinsky3ConditionedUNet (9 -> 4 channels)."""
+    config = infer_spatial_config(original, groups, attention_head_dim)
+    inputs, outputs = _shape(original, "in_layer.weight")[1], _shape(original, "out_layer.2.weight")[0]
+    model = Kandinsky3ConditionedUNet(in_channels=outputs, condition_channels=inputs - outputs, **config)
+    _load_strict(model, original, [], "inpainting U-Net checkpoint")
     return model
 
 

@@ -6,6 +6,9 @@ from pathlib import Path
 
 import torch
 
+from ..models.text_encoder import TextProjection
+from ..models.unet_inpaint import Kandinsky3ConditionedUNet
+from .pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from .pipeline_kandinsky_video import KandinskyVideoPipeline
 
 HOW_TO_GET_WEIGHTS = (
@@ -50,3 +53,19 @@ def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, off
     else:
         pipeline.to(device)
     return pipeline
+
+
+def load_image_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, inpainting: bool = False):
+    """The Kandinsky 3 image pipeline on a video model's components (plus the inpainting U-Net when asked)."""
+    video = load_pipeline(model, dtype, device)
+    extra = {}
+    if inpainting:
+        folders = [Path(model) / name for name in ("inpaint_unet", "inpaint_text_projection")]
+        if not all(folder.is_dir() for folder in folders):
+            raise FileNotFoundError(
+                f"{model} has no inpainting weights; convert the Kandinsky 3.1 files (hub repo ai-forever/Kandinsky3.1, "
+                "folder weights/) into it with\n  kandinsky-video convert --inpainting-ckpt kandinsky3_inpainting.pt "
+                f"--inpainting-projection-ckpt projection_inpainting.pt --output {model}")
+        extra = {"inpaint_unet": Kandinsky3ConditionedUNet.from_pretrained(folders[0], dtype=dtype).to(device),
+                 "inpaint_text_projection": TextProjection.from_pretrained(folders[1]).to(device)}
+    return Kandinsky3ImagePipeline.from_video_pipeline(video, **extra)

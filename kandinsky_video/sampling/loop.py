@@ -33,13 +33,19 @@ def denoise_loop(
     generator: torch.Generator | None = None,
     progress_bar=None,
     callback: StepCallback | None = None,
+    start_step: int = 0,
 ) -> torch.Tensor:
     """Run ``scheduler`` from ``latents`` (B, C, T, H, W); steps see folded frames, so per-element rules
-    (dynamic thresholding, noise) act per frame or per interpolation group, as in the release."""
+    (dynamic thresholding, noise) act per frame or per interpolation group, as in the release.
+
+    ``start_step`` > 0 skips the noisiest steps (image-to-image): ``latents`` must then already be noised to
+    ``scheduler.timesteps[start_step]`` (see :func:`schedule_start`).
+    """
     scheduler.set_timesteps(num_inference_steps, device=latents.device)
-    latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
+    if start_step == 0:
+        latents = latents * getattr(scheduler, "init_noise_sigma", 1.0)
     frames = latents.shape[2]
-    for index, timestep in enumerate(scheduler.timesteps):
+    for index, timestep in enumerate(scheduler.timesteps[start_step:]):
         model_input = unfold_frames(scheduler.scale_model_input(fold_frames(latents), timestep), frames)
         output = denoiser(model_input, timestep)
         latents = scheduler.step(fold_frames(output), timestep, fold_frames(latents), generator=generator).prev_sample
@@ -49,3 +55,12 @@ def denoise_loop(
         if progress_bar is not None:
             progress_bar.update()
     return latents
+
+
+def schedule_start(scheduler, num_inference_steps: int, strength: float) -> tuple[int, torch.Tensor]:
+    """diffusers' strength rule: re-run the last ``round(steps * strength)`` steps; returns (start step, its time)."""
+    if not 0.0 < strength <= 1.0:
+        raise ValueError(f"strength={strength} must be in (0, 1]: the fraction of the schedule that is re-run")
+    scheduler.set_timesteps(num_inference_steps)
+    start = num_inference_steps - max(1, min(num_inference_steps, int(num_inference_steps * strength)))
+    return start, scheduler.timesteps[start]
