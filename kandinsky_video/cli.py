@@ -80,6 +80,17 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     image.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     image.set_defaults(run=run_image)
+
+    app = commands.add_parser("app", help="a local web app (text to video, image) in the browser",
+                              description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")
+    app.add_argument("--model", required=True, help="pipeline folder or hub id")
+    app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to your network)")
+    app.add_argument("--port", type=int, help="port (default: Gradio's first free one from 7860)")
+    app.add_argument("--size", type=int, default=512, help="default height and width in the page")
+    app.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    app.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
+    app.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
+    app.set_defaults(run=run_app)
     return parser
 
 
@@ -148,6 +159,14 @@ def run_image(args: argparse.Namespace) -> None:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     images[0].save(args.output)
     print(f"wrote {args.output} ({images[0].width}x{images[0].height}, seed {args.seed})")
+
+
+def run_app(args: argparse.Namespace) -> None:
+    try:
+        from .app.ui import launch
+    except ImportError as error:
+        raise ValueError(f"the web app needs Gradio ({error}); install it with pip install -e '.[app]'") from error
+    launch(args.model, args.host, args.port, args.device, DTYPES[args.dtype], args.share, args.size)
 
 
 def generation_jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:

@@ -55,17 +55,22 @@ def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, off
     return pipeline
 
 
+def inpainting_components(model: str | os.PathLike, dtype: torch.dtype, device: str, required: bool) -> dict:
+    """The inpainting U-Net and its text projection from a model folder (written by ``convert --inpainting-ckpt``)."""
+    folders = [Path(model) / name for name in ("inpaint_unet", "inpaint_text_projection")]
+    if not all(folder.is_dir() for folder in folders):
+        if not required:
+            return {}
+        raise FileNotFoundError(
+            f"{model} has no inpainting weights; convert the Kandinsky 3.1 files (hub repo ai-forever/Kandinsky3.1, "
+            "folder weights/) into it with\n  kandinsky-video convert --inpainting-ckpt kandinsky3_inpainting.pt "
+            f"--inpainting-projection-ckpt projection_inpainting.pt --output {model}")
+    return {"inpaint_unet": Kandinsky3ConditionedUNet.from_pretrained(folders[0], dtype=dtype).to(device),
+            "inpaint_text_projection": TextProjection.from_pretrained(folders[1]).to(device)}
+
+
 def load_image_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, inpainting: bool = False):
     """The Kandinsky 3 image pipeline on a video model's components (plus the inpainting U-Net when asked)."""
     video = load_pipeline(model, dtype, device)
-    extra = {}
-    if inpainting:
-        folders = [Path(model) / name for name in ("inpaint_unet", "inpaint_text_projection")]
-        if not all(folder.is_dir() for folder in folders):
-            raise FileNotFoundError(
-                f"{model} has no inpainting weights; convert the Kandinsky 3.1 files (hub repo ai-forever/Kandinsky3.1, "
-                "folder weights/) into it with\n  kandinsky-video convert --inpainting-ckpt kandinsky3_inpainting.pt "
-                f"--inpainting-projection-ckpt projection_inpainting.pt --output {model}")
-        extra = {"inpaint_unet": Kandinsky3ConditionedUNet.from_pretrained(folders[0], dtype=dtype).to(device),
-                 "inpaint_text_projection": TextProjection.from_pretrained(folders[1]).to(device)}
+    extra = inpainting_components(model, dtype, device, required=inpainting)
     return Kandinsky3ImagePipeline.from_video_pipeline(video, **extra)

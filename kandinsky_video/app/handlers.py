@@ -1,0 +1,182 @@
+"""What the web app does, as plain functions: testable without Gradio, the same pipelines as the command line.
+
+The model loads once, lazily, and stays loaded; one generation runs at a time (the app's queue and a lock);
+every input limit is checked here, on the server, with a message the page shows as it is.
+"""
+
+import random
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..pipelines.export import write_video
+from ..pipelines.loading import inpainting_components, load_pipeline
+from ..pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
+from ..pipelines.pipeline_kandinsky_video import PRESETS
+
+Progress = Callable[[float, str], None]  # (fraction done, what is running)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Server-side bounds on a request, so one visitor cannot exhaust the machine."""
+
+    max_prompt_chars: int = 500
+    min_size: int = 64
+    max_size: int = 1024
+    max_steps: int = 100
+    max_frames: int = 300
+
+
+class ModelHolder:
+    """Loads the pipeline on first use and keeps it; a lock lets one request use the device at a time."""
+
+    def __init__(self, model: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
+        self.model, self.device, self.dtype = model, device, dtype
+        self.lock = threading.Lock()
+        self._video = None
+        self._image = None
+
+    @property
+    def video(self):
+        if self._video is None:
+            self._video = load_pipeline(self.model, self.dtype, self.device)
+            self._video.set_progress_bar_config(disable=True)
+        return self._video
+
+    @property
+    def image(self) -> Kandinsky3ImagePipeline:
+        if self._image is None:
+            extra = inpainting_components(self.model, self.dtype, self.device, required=False)
+            self._image = Kandinsky3ImagePipeline.from_video_pipeline(self.video, **extra)  # shares every model
+            self._image.set_progress_bar_config(disable=True)
+        return self._image
+
+
+class Outputs:
+    """A temporary folder for generated files, removed when the app closes."""
+
+    def __init__(self):
+        self._folder = tempfile.TemporaryDirectory(prefix="kandinsky-video-app-")
+        self.root = Path(self._folder.name)
+        self._count = 0
+
+    def path(self, suffix: str) -> Path:
+        self._count += 1
+        return self.root / f"{self._count:05d}{suffix}"
+
+    def cleanup(self) -> None:
+        self._folder.cleanup()
+
+
+def check_prompt(prompt: str, limits: Limits) -> str:
+    prompt = (prompt or "").strip()
+    if not prompt:
+        raise ValueError("Enter a prompt: say what the video should show.")
+    if len(prompt) > limits.max_prompt_chars:
+        raise ValueError(f"The prompt has {len(prompt)} characters; the limit is {limits.max_prompt_chars}.")
+    return prompt
+
+
+def check_size(height: int, width: int, limits: Limits) -> tuple[int, int]:
+    height, width = int(height), int(width)
+    for name, value in (("height", height), ("width", width)):
+        if not limits.min_size <= value <= limits.max_size or value % 64:
+            raise ValueError(f"The {name} is {value}; use a multiple of 64 from {limits.min_size} to {limits.max_size}.")
+    return height, width
+
+
+def check_steps(steps: int, limits: Limits) -> int:
+    if not 1 <= int(steps) <= limits.max_steps:
+        raise ValueError(f"Steps must be between 1 and {limits.max_steps}, got {steps}.")
+    return int(steps)
+
+
+def resolve_seed(seed: float | int | str | None) -> int:
+    """An empty seed means a random one; the seed used is shown so a result can be made again."""
+    if seed is None or str(seed).strip() == "":
+        return random.randrange(2**31)
+    return int(float(seed))
+
+
+def text_to_video(
+    holder: ModelHolder, outputs: Outputs, prompt: str, negative_prompt: str = "", height: int = 512,
+    width: int = 512, preset: str = "low", keyframes: int = 15, steps: int = 50, guidance_scale: float = 5.0,
+    interpolation_guidance_scale: float = 0.25, seed: float | int | str | None = None, fps: float | None = None,
+    limits: Limits = Limits(), progress: Progress | None = None,
+) -> tuple[str, str, int]:
+    """-> (mp4 path, gif path, seed used)."""
+    prompt = check_prompt(prompt, limits)
+    height, width = check_size(height, width, limits)
+    steps = check_steps(steps, limits)
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    seed = resolve_seed(seed)
+    with holder.lock:
+        pipeline = holder.video
+        k = pipeline.interpolation_unet.config.frames_between if pipeline.interpolation_unet is not None else 0
+        frames = int(keyframes)
+        for _ in range(PRESETS[preset]):
+            frames = (k + 1) * (frames - 1) + 1
+        if frames > limits.max_frames:
+            raise ValueError(f"{keyframes} keyframes with preset {preset!r} make {frames} frames; the limit is {limits.max_frames}.")
+        stages = 1 + PRESETS[preset]
+
+        def report(_, stage, step, timestep, latents):
+            if progress is not None:
+                done = (0 if stage == "keyframes" else int(stage.split()[1].split("/")[0])) + (step + 1) / steps
+                progress(done / stages, stage)
+
+        result = pipeline(
+            prompt, negative_prompt=negative_prompt or None, height=height, width=width, preset=preset,
+            num_keyframes=int(keyframes), num_inference_steps=steps, guidance_scale=float(guidance_scale),
+            interpolation_guidance_scale=float(interpolation_guidance_scale),
+            generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=report,
+        )
+    rate = float(fps) if fps else result.fps
+    mp4, gif = outputs.path(".mp4"), outputs.path(".gif")
+    write_video(result.frames[0], mp4, rate)
+    write_video(result.frames[0], gif, rate)
+    return str(mp4), str(gif), seed
+
+
+def image(
+    holder: ModelHolder, outputs: Outputs, prompt: str, negative_prompt: str = "", init_image: np.ndarray | None = None,
+    strength: float = 0.3, mask: np.ndarray | None = None, height: int = 512, width: int = 512, steps: int = 50,
+    guidance_scale: float | None = None, seed: float | int | str | None = None, limits: Limits = Limits(),
+) -> tuple[str, int]:
+    """Text-to-image, image-to-image (``init_image``) or inpainting (``init_image`` + ``mask``, white = repaint)."""
+    prompt = check_prompt(prompt, limits)
+    steps = check_steps(steps, limits)
+    if init_image is None:
+        height, width = check_size(height, width, limits)
+    else:
+        check_size(*np.asarray(init_image).shape[:2], limits)
+    if mask is not None and init_image is None:
+        raise ValueError("Inpainting needs an input image as well as the mask.")
+    if not 0.0 < float(strength) <= 1.0:
+        raise ValueError(f"Strength must be in (0, 1], got {strength}.")
+    seed = resolve_seed(seed)
+    inputs = {}
+    if init_image is not None:
+        inputs["image"] = Image.fromarray(np.asarray(init_image, dtype=np.uint8)).convert("RGB")
+    if mask is not None:
+        inputs["mask_image"] = Image.fromarray(np.asarray(mask, dtype=np.uint8)).convert("L")
+    with holder.lock:
+        pipeline = holder.image
+        if mask is not None and pipeline.inpaint_unet is None:
+            raise ValueError("This model has no inpainting weights; convert kandinsky3_inpainting.pt into it first.")
+        picture = pipeline(
+            prompt, negative_prompt=negative_prompt or None, strength=float(strength), height=height, width=width,
+            num_inference_steps=steps, guidance_scale=guidance_scale, generator=torch.Generator("cpu").manual_seed(seed),
+            **inputs,
+        ).images[0]
+    path = outputs.path(".png")
+    picture.save(path)
+    return str(path), seed

@@ -1,0 +1,118 @@
+"""The Gradio page: lays out components and wires them to :mod:`kandinsky_video.app.handlers`; nothing else."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics, before gradio is imported
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+
+from ..pipelines.pipeline_kandinsky_video import PRESETS  # noqa: E402
+from . import handlers  # noqa: E402
+from .handlers import Limits, ModelHolder, Outputs  # noqa: E402
+
+
+def user_errors(function):
+    """Show a handler's ValueError / FileNotFoundError in the page, as written."""
+
+    def wrapped(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except (ValueError, FileNotFoundError) as error:
+            raise gr.Error(str(error)) from error
+
+    wrapped.__name__ = function.__name__
+    return wrapped
+
+
+def split_editor(value: dict | None) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """ImageEditor value -> (RGB image, mask painted on it: 255 = repaint, or None when nothing was painted)."""
+    if not value or value.get("background") is None:
+        return None, None
+    background = np.asarray(value["background"])[..., :3]
+    painted = [np.asarray(layer)[..., 3] for layer in value.get("layers") or [] if layer is not None]
+    mask = np.max(painted, axis=0) if painted else None
+    return background, (mask > 0).astype(np.uint8) * 255 if mask is not None and mask.any() else None
+
+
+def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), size: int = 512) -> gr.Blocks:
+    # delete_cache: Gradio's own copies of served files go after an hour (checked every 10 minutes).
+    with gr.Blocks(title="Kandinsky Video", delete_cache=(600, 3600)) as app:
+        gr.Markdown(f"# Kandinsky Video\nModel: `{holder.model}` on {holder.device}. One generation runs at a time.")
+        with gr.Tab("Text to video"):
+            with gr.Row():
+                with gr.Column():
+                    prompt = gr.Textbox(label="Prompt", max_length=limits.max_prompt_chars, elem_id="t2v-prompt")
+                    negative = gr.Textbox(label="Negative prompt")
+                    with gr.Row():
+                        height = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Height")
+                        width = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Width")
+                    preset = gr.Radio(list(PRESETS), value="low", label="Preset (low: keyframes; medium / high: interpolated)")
+                    keyframes = gr.Slider(2, 32, value=15, step=1, label="Keyframes")
+                    steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps")
+                    guidance = gr.Slider(0, 15, value=5.0, step=0.25, label="Guidance scale (keyframes)")
+                    interpolation_guidance = gr.Slider(0, 5, value=0.25, step=0.05, label="Guidance scale (interpolation)")
+                    seed = gr.Textbox(label="Seed (empty: random)")
+                    fps = gr.Number(label="Frame rate (0: real-time motion)", value=0)
+                    with gr.Row():
+                        run = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
+                        stop = gr.Button("Cancel")
+                with gr.Column():
+                    video = gr.Video(label="Video", elem_id="t2v-video")
+                    files = gr.File(label="Downloads (mp4, gif)", file_count="multiple")
+                    used_seed = gr.Number(label="Seed used", precision=0)
+
+            def text_to_video(prompt, negative, height, width, preset, keyframes, steps, guidance,
+                              interpolation_guidance, seed, fps, progress=gr.Progress()):
+                mp4, gif, used = handlers.text_to_video(
+                    holder, outputs, prompt, negative, height, width, preset, keyframes, steps, guidance,
+                    interpolation_guidance, seed, fps or None, limits, lambda done, stage: progress(done, desc=stage))
+                return mp4, [mp4, gif], used
+
+            event = run.click(user_errors(text_to_video),
+                              [prompt, negative, height, width, preset, keyframes, steps, guidance,
+                               interpolation_guidance, seed, fps], [video, files, used_seed], api_name="text_to_video")
+            stop.click(None, cancels=[event])
+
+        with gr.Tab("Image"):
+            with gr.Row():
+                with gr.Column():
+                    image_prompt = gr.Textbox(label="Prompt", max_length=limits.max_prompt_chars)
+                    image_negative = gr.Textbox(label="Negative prompt")
+                    editor = gr.ImageEditor(label="Input image (optional; paint over it to inpaint)", type="numpy")
+                    strength = gr.Slider(0.05, 1.0, value=0.3, step=0.05, label="Denoising strength (image-to-image)")
+                    with gr.Row():
+                        image_height = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Height")
+                        image_width = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Width")
+                    image_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps")
+                    image_seed = gr.Textbox(label="Seed (empty: random)")
+                    image_run = gr.Button("Generate", variant="primary")
+                with gr.Column():
+                    picture = gr.Image(label="Image", type="filepath")
+                    image_used_seed = gr.Number(label="Seed used", precision=0)
+
+            def make_image(prompt, negative, editor, strength, height, width, steps, seed):
+                init, mask = split_editor(editor)
+                path, used = handlers.image(holder, outputs, prompt, negative, init, strength, mask, height, width,
+                                            steps, None, seed, limits)
+                return path, used
+
+            image_run.click(user_errors(make_image), [image_prompt, image_negative, editor, strength, image_height,
+                                                      image_width, image_steps, image_seed],
+                            [picture, image_used_seed], api_name="image")
+    app.queue(default_concurrency_limit=1)  # one generation on the device at a time; others wait in line
+    return app
+
+
+def launch(model: str, host: str = "127.0.0.1", port: int | None = None, device: str = "cpu", dtype=None,
+           share: bool = False, size: int = 512) -> None:
+    """Start the app; it binds to the loopback interface unless told otherwise and never shares by default."""
+    import torch
+
+    holder = ModelHolder(model, device, dtype or torch.float32)
+    outputs = Outputs()
+    try:
+        build_app(holder, outputs, size=size).launch(server_name=host, server_port=port, share=share,
+                                                     allowed_paths=[str(outputs.root)])
+    finally:
+        outputs.cleanup()

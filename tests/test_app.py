@@ -1,0 +1,142 @@
+"""The web app: handlers as plain functions, the Gradio app through gradio_client, and one real-browser run."""
+
+import shutil
+import socket
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from PIL import Image
+
+from kandinsky_video.app import handlers
+from kandinsky_video.app.handlers import Limits, ModelHolder, Outputs
+from kandinsky_video.testing import tiny_pipeline
+
+FAST = dict(height=64, width=64, keyframes=4, steps=2)
+
+
+@pytest.fixture(scope="module")
+def holder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("model")
+    tiny_pipeline().save_pretrained(folder)
+    return ModelHolder(str(folder))
+
+
+@pytest.fixture
+def outputs():
+    folder = Outputs()
+    yield folder
+    folder.cleanup()
+    assert not folder.root.exists()
+
+
+def test_text_to_video_handler(holder, outputs):
+    mp4, gif, seed = handlers.text_to_video(holder, outputs, "a red circle", preset="medium", seed=7, **FAST)
+    assert seed == 7 and str(outputs.root) in mp4
+    assert iio.imread(mp4, index=None).shape == (13, 64, 64, 3)
+    assert iio.imread(gif, index=None).shape[:3] == (13, 64, 64)
+    again, _, _ = handlers.text_to_video(holder, outputs, "a red circle", preset="medium", seed=7, **FAST)
+    np.testing.assert_array_equal(iio.imread(again, index=None), iio.imread(mp4, index=None))
+    _, _, random_seed = handlers.text_to_video(holder, outputs, "a red circle", seed="", **FAST)
+    assert isinstance(random_seed, int)
+    assert holder.video is holder.video  # loaded once, kept
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(prompt=""), "Enter a prompt"),
+        (dict(prompt="x" * 501), "limit is 500"),
+        (dict(height=100), "multiple of 64"),
+        (dict(width=2048), "multiple of 64 from 64 to 1024"),
+        (dict(steps=1000), "between 1 and 100"),
+        (dict(preset="ultra"), "Unknown preset"),
+        (dict(preset="high", keyframes=32), "the limit is 300"),
+    ],
+)
+def test_limits_are_enforced_on_the_server(holder, outputs, kwargs, message):
+    arguments = {"prompt": "a red circle", **FAST, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        handlers.text_to_video(holder, outputs, **arguments)
+
+
+def test_image_handler(holder, outputs):
+    path, seed = handlers.image(holder, outputs, "a red circle", height=64, width=64, steps=2, seed=3)
+    assert Image.open(path).size == (64, 64) and seed == 3
+    init = np.asarray(Image.open(path))
+    path, _ = handlers.image(holder, outputs, "a red circle", init_image=init, strength=0.5, steps=2, seed=3)
+    assert Image.open(path).size == (64, 64)
+    with pytest.raises(ValueError, match="no inpainting weights"):
+        handlers.image(holder, outputs, "a", init_image=init, mask=np.full((64, 64), 255, np.uint8), steps=2)
+    with pytest.raises(ValueError, match="Strength"):
+        handlers.image(holder, outputs, "a", init_image=init, strength=0, steps=2)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def running_app(holder):
+    pytest.importorskip("gradio", reason="the web app is an optional extra: pip install -e '.[app]'")
+    from kandinsky_video.app.ui import build_app
+
+    outputs = Outputs()
+    app = build_app(holder, outputs, limits=Limits(), size=64)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, allowed_paths=[str(outputs.root)])
+    yield f"http://127.0.0.1:{port}/"
+    app.close()
+    outputs.cleanup()
+
+
+def test_app_through_gradio_client(running_app):
+    from gradio_client import Client
+
+    client = Client(running_app, verbose=False)
+    video, files, seed = client.predict("a red circle", "", 64, 64, "medium", 4, 2, 5.0, 0.25, "11", 0,
+                                        api_name="/text_to_video")
+    path = video["video"] if isinstance(video, dict) else video
+    assert iio.imread(path, index=None).shape == (13, 64, 64, 3) and len(files) == 2 and seed == 11
+    with pytest.raises(Exception, match="Enter a prompt"):
+        client.predict("", "", 64, 64, "low", 4, 2, 5.0, 0.25, "", 0, api_name="/text_to_video")
+    picture, seed = client.predict("a red circle", "", None, 0.3, 64, 64, 2, "5", api_name="/image")
+    assert Image.open(picture).size == (64, 64) and seed == 5
+
+
+def test_app_binds_to_loopback_and_shares_nothing_by_default():
+    import inspect
+
+    from kandinsky_video.app.ui import launch
+
+    defaults = inspect.signature(launch).parameters
+    assert defaults["host"].default == "127.0.0.1" and defaults["share"].default is False
+
+
+def chromium_path() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_text_to_video_in_a_real_browser(running_app, tmp_path):
+    if chromium_path() is None:
+        pytest.skip("no Chromium here: install Debian's chromium package (.ci/run does)")
+    playwright = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (pip install playwright)")
+    with playwright.sync_playwright() as driver:
+        browser = driver.chromium.launch(
+            executable_path=chromium_path(),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        page = browser.new_page()
+        page.goto(running_app)
+        page.locator("#t2v-prompt textarea").fill("a red circle moving right")
+        page.locator("#t2v-generate").click()
+        video = page.locator("#t2v-video video")
+        video.wait_for(timeout=120_000)
+        page.wait_for_function("document.querySelector('#t2v-video video') && "
+                               "document.querySelector('#t2v-video video').src.length > 0", timeout=120_000)
+        assert video.get_attribute("src")
+        page.screenshot(path=str(tmp_path / "app.png"), full_page=True)
+        browser.close()
