@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from .animation.spec import MOTION_PRESETS
 from .pipelines.pipeline_kandinsky_video import PRESETS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -80,6 +81,32 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     image.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     image.set_defaults(run=run_image)
+
+    animate = commands.add_parser(
+        "animate", help="camera-path animation of a still scene (Kandinsky Deforum)",
+        description="Text-to-image for frame 0, then warp + image-to-image per frame along a camera path. "
+        "Settings come from --spec FILE.yaml and/or the flags (flags win).")
+    animate.add_argument("--prompt", action="append", help="a prompt; repeat for a sequence (with --duration each)")
+    animate.add_argument("--duration", action="append", type=float, help="seconds per --prompt (default 4)")
+    animate.add_argument("--spec", help="a YAML animation spec (see configs/animation/)")
+    animate.add_argument("--motion", action="append", help=f"motion preset per prompt: {', '.join(sorted(MOTION_PRESETS))}")
+    animate.add_argument("--schedule", action="append", default=[], metavar="NAME=SCHEDULE",
+                         help='a parameter schedule, e.g. zoom="0:(1.02), 24:(1.0)" (repeatable)')
+    animate.add_argument("--mode", choices=("2D", "3D"), help="warp mode")
+    animate.add_argument("--depth", help="a transformers depth model (local folder or hub id) for 3D; default: constant depth")
+    animate.add_argument("--denoise-strength", help="diffusers strength per diffused frame (fraction re-run), "
+                         "a number or a schedule (default 0.13)")
+    animate.add_argument("--cadence", type=int, help="diffuse every N-th frame (default 2)")
+    animate.add_argument("--fps", type=float)
+    animate.add_argument("--size", type=int, help="height = width (multiple of 64)")
+    animate.add_argument("--seed", type=int)
+    animate.add_argument("-o", "--output", required=True, help="output .mp4")
+    animate.add_argument("--model", required=True, help="pipeline folder or hub id")
+    animate.add_argument("--steps", type=int, default=50, help="diffusion steps of a full text-to-image")
+    animate.add_argument("--guidance-scale", type=float, default=3.0)
+    animate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    animate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
+    animate.set_defaults(run=run_animate)
 
     app = commands.add_parser("app", help="a local web app (text to video, image) in the browser",
                               description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")
@@ -159,6 +186,55 @@ def run_image(args: argparse.Namespace) -> None:
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     images[0].save(args.output)
     print(f"wrote {args.output} ({images[0].width}x{images[0].height}, seed {args.seed})")
+
+
+def animation_spec(args: argparse.Namespace):
+    """The spec file (if any) overridden by the flags; every value is validated by AnimationSpec."""
+    import yaml
+
+    from .animation import AnimationSpec
+
+    settings = {}
+    if args.spec:
+        if not Path(args.spec).is_file():
+            raise FileNotFoundError(f"animation spec {args.spec} does not exist")
+        settings = yaml.safe_load(Path(args.spec).read_text()) or {}
+    if args.prompt:
+        settings["prompts"] = args.prompt
+        settings["durations"] = args.duration or [4.0] * len(args.prompt)
+    if args.motion:
+        settings["motion_presets"] = args.motion
+    for item in args.schedule:
+        name, _, value = item.partition("=")
+        if not value:
+            raise ValueError(f"--schedule {item!r}: write NAME=SCHEDULE, e.g. zoom=\"0:(1.02)\"")
+        settings[name.strip()] = value.strip().strip('"')
+    if args.denoise_strength is not None:
+        value = args.denoise_strength
+        settings["denoise_strength"] = value if ":" in value else f"0:({value})"
+    for key, value in (("animation_mode", args.mode), ("cadence", args.cadence), ("fps", args.fps),
+                       ("seed", args.seed), ("width", args.size), ("height", args.size)):
+        if value is not None:
+            settings[key] = value
+    if "prompts" not in settings:
+        raise ValueError("give at least one --prompt (or a --spec with prompts)")
+    return AnimationSpec.from_dict(settings)
+
+
+def run_animate(args: argparse.Namespace) -> None:
+    from .animation import Mp4Writer, TransformersDepth, render_animation
+    from .animation.kandinsky import kandinsky_callables
+    from .pipelines.loading import load_image_pipeline
+
+    spec = animation_spec(args)
+    if spec.width % 64 or spec.height % 64:
+        raise ValueError(f"animation size {spec.width}x{spec.height} must be multiples of 64 (use --size)")
+    depth = TransformersDepth(args.depth, device=args.device) if args.depth else None
+    pipeline = load_image_pipeline(args.model, DTYPES[args.dtype], args.device)
+    text_to_image, image_to_image = kandinsky_callables(pipeline, spec.height, spec.width, args.steps, args.guidance_scale)
+    with Mp4Writer(args.output, fps=spec.fps) as writer:
+        frames = render_animation(spec, text_to_image, image_to_image, writer, depth=depth)
+    print(f"wrote {args.output} ({frames} frames, {spec.fps:g} fps)")
 
 
 def run_app(args: argparse.Namespace) -> None:

@@ -72,6 +72,16 @@ def test_image_handler(holder, outputs):
         handlers.image(holder, outputs, "a", init_image=init, strength=0, steps=2)
 
 
+def test_animation_handler(holder, outputs):
+    path, seed = handlers.animate(holder, outputs, "a red circle | 0.5\na blue square | 0.25", motion="zoomin",
+                                  schedules="zoom=0:(1.01)", fps=8, size=64, steps=2, seed=4)
+    assert iio.imread(path, index=None).shape == (7, 64, 64, 3) and seed == 4
+    with pytest.raises(ValueError, match="not a number of seconds"):
+        handlers.animate(holder, outputs, "a red circle | soon", size=64, steps=2)
+    with pytest.raises(ValueError, match="limit is 300"):
+        handlers.animate(holder, outputs, "a red circle | 60", fps=24, size=64, steps=2)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -104,6 +114,10 @@ def test_app_through_gradio_client(running_app):
         client.predict("", "", 64, 64, "low", 4, 2, 5.0, 0.25, "", 0, api_name="/text_to_video")
     picture, seed = client.predict("a red circle", "", None, 0.3, 64, 64, 2, "5", api_name="/image")
     assert Image.open(picture).size == (64, 64) and seed == 5
+    animation, seed = client.predict("a red circle | 0.25", "zoomin", "", "3D", 0.2, 2, 8, 64, 2, "6",
+                                     api_name="/animate")
+    path = animation["video"] if isinstance(animation, dict) else animation
+    assert iio.imread(path, index=None).shape == (3, 64, 64, 3) and seed == 6
 
 
 def test_app_binds_to_loopback_and_shares_nothing_by_default():

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..animation import AnimationSpec, Mp4Writer, render_animation
+from ..animation.kandinsky import kandinsky_callables
 from ..pipelines.export import write_video
 from ..pipelines.loading import inpainting_components, load_pipeline
 from ..pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
@@ -180,3 +182,44 @@ def image(
     path = outputs.path(".png")
     picture.save(path)
     return str(path), seed
+
+
+def animate(
+    holder: ModelHolder, outputs: Outputs, prompts: str, motion: str = "zoomin", schedules: str = "",
+    mode: str = "3D", denoise_strength: float = 0.13, cadence: int = 2, fps: float = 12, size: int = 512,
+    steps: int = 50, seed: float | int | str | None = None, limits: Limits = Limits(),
+) -> tuple[str, int]:
+    """A camera-path animation. ``prompts``: one per line, optionally ``prompt | seconds`` (default 2 s);
+    ``schedules``: lines ``name=schedule`` (e.g. ``zoom=0:(1.02)``); ``motion``: a preset or "none"."""
+    lines = [line for line in (prompts or "").splitlines() if line.strip()]
+    if not lines:
+        raise ValueError("Enter at least one prompt (one per line, optionally 'prompt | seconds').")
+    texts, durations = [], []
+    for line in lines:
+        text, _, seconds = line.partition("|")
+        texts.append(check_prompt(text, limits))
+        try:
+            durations.append(float(seconds) if seconds.strip() else 2.0)
+        except ValueError:
+            raise ValueError(f"'{seconds.strip()}' in '{line.strip()}' is not a number of seconds.") from None
+    height, width = check_size(size, size, limits)
+    settings = {"prompts": texts, "durations": durations, "animation_mode": mode, "cadence": int(cadence),
+                "fps": float(fps), "width": width, "height": height, "seed": resolve_seed(seed),
+                "denoise_strength": f"0:({float(denoise_strength)})"}
+    if motion and motion != "none":
+        settings["motion_presets"] = [motion] * len(texts)
+    for line in (schedules or "").splitlines():
+        if line.strip():
+            name, _, value = line.partition("=")
+            if not value.strip():
+                raise ValueError(f"Schedule line '{line.strip()}' must read name=schedule, e.g. zoom=0:(1.02).")
+            settings[name.strip()] = value.strip()
+    spec = AnimationSpec.from_dict(settings)
+    if spec.num_frames > limits.max_frames:
+        raise ValueError(f"The animation has {spec.num_frames} frames; the limit is {limits.max_frames}.")
+    path = outputs.path(".mp4")
+    with holder.lock:
+        text_to_image, image_to_image = kandinsky_callables(holder.image, height, width, check_steps(steps, limits))
+        with Mp4Writer(path, fps=spec.fps) as writer:
+            render_animation(spec, text_to_image, image_to_image, writer, progress=False)
+    return str(path), spec.seed

@@ -7,6 +7,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no analytics, befo
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..animation.spec import MOTION_PRESETS  # noqa: E402
 from ..pipelines.pipeline_kandinsky_video import PRESETS  # noqa: E402
 from . import handlers  # noqa: E402
 from .handlers import Limits, ModelHolder, Outputs  # noqa: E402
@@ -73,6 +74,34 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
                               [prompt, negative, height, width, preset, keyframes, steps, guidance,
                                interpolation_guidance, seed, fps], [video, files, used_seed], api_name="text_to_video")
             stop.click(None, cancels=[event])
+
+        with gr.Tab("Animation"):
+            with gr.Row():
+                with gr.Column():
+                    animation_prompts = gr.Textbox(label="Prompts, one per line: 'prompt | seconds'", lines=3,
+                                                   value="a lighthouse on a cliff at dusk | 2")
+                    motion = gr.Dropdown(["none", *sorted(MOTION_PRESETS)], value="zoomin", label="Motion preset")
+                    schedules = gr.Textbox(label="Schedules, one per line: name=schedule (e.g. zoom=0:(1.02))", lines=2)
+                    mode = gr.Radio(["2D", "3D"], value="3D", label="Warp")
+                    denoise = gr.Slider(0.0, 1.0, value=0.13, step=0.01,
+                                        label="Denoise strength per frame (fraction of the schedule re-run)")
+                    cadence = gr.Slider(1, 8, value=2, step=1, label="Cadence (diffuse every N-th frame)")
+                    animation_fps = gr.Slider(1, 30, value=12, step=1, label="Frames per second")
+                    animation_size = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Size")
+                    animation_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps (full text-to-image)")
+                    animation_seed = gr.Textbox(label="Seed (empty: random)")
+                    animation_run = gr.Button("Animate", variant="primary")
+                with gr.Column():
+                    animation = gr.Video(label="Animation")
+                    animation_used_seed = gr.Number(label="Seed used", precision=0)
+
+            def make_animation(*values):
+                return handlers.animate(holder, outputs, *values, limits=limits)
+
+            animation_run.click(user_errors(make_animation),
+                                [animation_prompts, motion, schedules, mode, denoise, cadence, animation_fps,
+                                 animation_size, animation_steps, animation_seed],
+                                [animation, animation_used_seed], api_name="animate")
 
         with gr.Tab("Image"):
             with gr.Row():
