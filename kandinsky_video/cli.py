@@ -9,6 +9,7 @@ import torch
 
 from .animation.spec import MOTION_PRESETS
 from .evaluation.cli import add_eval_parser
+from .training.cli import add_train_parser
 from .pipelines.pipeline_kandinsky_video import PRESETS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     animate.set_defaults(run=run_animate)
 
     add_eval_parser(commands)
+    add_train_parser(commands)
 
     app = commands.add_parser("app", help="a local web app (text to video, image) in the browser",
                               description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")

@@ -45,6 +45,11 @@ def test_frame_counts_k10(pipe_k10):
     assert pipe_k10.interpolation_skips(2) == [1, 1]
 
 
+def test_a_single_step_runs(pipe):
+    out = pipe("a red circle", preset="medium", generator=seeded(), output_type="latent", **{**SMALL, "num_inference_steps": 1})
+    assert out.frames.shape == (1, 4, 13, 8, 8) and torch.isfinite(out.frames).all()
+
+
 def test_keyframes_survive_interpolation(pipe):
     low = pipe("a red circle", preset="low", generator=seeded(), output_type="latent", **SMALL).frames
     medium = pipe("a red circle", preset="medium", generator=seeded(), output_type="latent", **SMALL).frames

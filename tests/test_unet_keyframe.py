@@ -111,6 +111,17 @@ def test_save_and_load_round_trip(t2i_unet, text, tmp_path):
         torch.testing.assert_close(fresh(sample, 7, *text).sample, expected, rtol=0, atol=0)
 
 
+def test_load_temporal_ignores_private_config_entries(t2i_unet, tmp_path):
+    import json
+
+    KandinskyVideoUNet.from_kandinsky3(t2i_unet).save_temporal(tmp_path)
+    path = tmp_path / "temporal_config.json"
+    saved = json.loads(path.read_text())
+    saved["_use_default_values"] = ["b", "a"]  # diffusers' bookkeeping, in whatever order a process produced
+    path.write_text(json.dumps(saved))
+    KandinskyVideoUNet.from_kandinsky3(t2i_unet).load_temporal(tmp_path)
+
+
 def test_load_temporal_rejects_another_layout(t2i_unet, tmp_path):
     KandinskyVideoUNet.from_kandinsky3(t2i_unet, temporal_conv="3d").save_temporal(tmp_path)
     with pytest.raises(ValueError, match="temporal_conv"):

@@ -172,7 +172,8 @@ class KandinskyVideoUNet(Kandinsky3VideoWalk, ModelMixin, ConfigMixin):
         if os.path.isfile(config_path):
             with open(config_path) as file:
                 saved = json.load(file)
-            different = {k: (v, self.config[k]) for k, v in saved.items() if k in self.config and _plain(self.config[k]) != _plain(v)}
+            different = {k: (v, self.config[k]) for k, v in saved.items()
+                         if not k.startswith("_") and k in self.config and _plain(self.config[k]) != _plain(v)}
             if different:
                 raise ValueError(f"temporal weights in {directory!s} were saved for another config (saved, ours): {different}")
         tensors = load_file(path)

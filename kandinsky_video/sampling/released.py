@@ -82,7 +82,8 @@ class KandinskyVideoScheduler(SchedulerMixin, ConfigMixin):
         self.sqrt_one_minus_alphas_cumprod = (1.0 - alphas_cumprod).sqrt()
         self.mean_x0 = previous.sqrt() * betas / (1.0 - alphas_cumprod)  # c1
         self.mean_xt = (1.0 - betas).sqrt() * (1.0 - previous) / (1.0 - alphas_cumprod)  # c2
-        self.log_variance = torch.log(torch.cat([variance[1:2], variance[1:]]))  # variance[0] = 0: the release reuses [1]
+        # variance[0] = 0: the release reuses [1] there (with one step there is no [1], and step 0 adds no noise)
+        self.log_variance = torch.log(torch.cat([variance[1:2] if num_inference_steps > 1 else variance[:1], variance[1:]]))
         self.timesteps = (torch.arange(num_inference_steps - 1, -1, -1) * self.time_scale).to(device)
 
     def scale_model_input(self, sample: torch.Tensor, timestep: int | torch.Tensor | None = None) -> torch.Tensor:
