@@ -1,7 +1,15 @@
 import pytest
 import torch
 
-from kandinsky_video.testing import tiny_kandinsky3_unet
+from kandinsky_video.testing import tiny_kandinsky3_unet, tiny_pipeline
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A saved tiny pipeline folder, shared read-only by the command-line and app tests (copy it to change it)."""
+    folder = tmp_path_factory.mktemp("tiny-model")
+    tiny_pipeline().save_pretrained(folder)
+    return folder
 
 
 @pytest.fixture

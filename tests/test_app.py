@@ -10,16 +10,13 @@ from PIL import Image
 
 from kandinsky_video.app import handlers
 from kandinsky_video.app.handlers import Limits, ModelHolder, Outputs
-from kandinsky_video.testing import tiny_pipeline
 
 FAST = dict(height=64, width=64, keyframes=4, steps=2)
 
 
 @pytest.fixture(scope="module")
-def holder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    tiny_pipeline().save_pretrained(folder)
-    return ModelHolder(str(folder))
+def holder(tiny_model_dir):
+    return ModelHolder(str(tiny_model_dir))
 
 
 @pytest.fixture

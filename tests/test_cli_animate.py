@@ -4,16 +4,13 @@ import imageio.v3 as iio
 import pytest
 
 from kandinsky_video.cli import main
-from kandinsky_video.testing import tiny_pipeline
 
 FAST = ["--size", "64", "--steps", "2", "--device", "cpu", "--fps", "8"]
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    tiny_pipeline().save_pretrained(folder)
-    return folder
+@pytest.fixture
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_animate_with_presets_and_prompt_sequence(model_dir, tmp_path, capsys):

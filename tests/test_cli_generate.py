@@ -10,17 +10,15 @@ import torch
 from safetensors.torch import load_file
 
 from kandinsky_video.cli import main
-from kandinsky_video.testing import tiny_kandinsky3_unet, tiny_movq, tiny_pipeline, tiny_t5_encoder, tiny_tokenizer
+from kandinsky_video.testing import tiny_kandinsky3_unet, tiny_movq, tiny_t5_encoder, tiny_tokenizer
 
 SMALL = ["--height", "64", "--width", "64", "--keyframes", "4", "--steps", "2"]
 DATA = Path(__file__).parent / "data"
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    tiny_pipeline().save_pretrained(folder)
-    return folder
+@pytest.fixture
+def model_dir(tiny_model_dir):
+    return tiny_model_dir
 
 
 def test_generate_writes_a_video(model_dir, tmp_path, capsys, caplog):

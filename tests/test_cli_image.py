@@ -1,5 +1,6 @@
 """`kandinsky-video image`: text-to-image, image-to-image and inpainting from a model folder, files read back."""
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -9,16 +10,16 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from kandinsky_video.cli import main
-from kandinsky_video.testing import tiny_pipeline
 
 DATA = Path(__file__).parent / "data"
 SMALL = ["--height", "64", "--width", "64", "--steps", "2", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("model")
-    tiny_pipeline().save_pretrained(folder)
+def model_dir(tiny_model_dir, tmp_path_factory):
+    """A copy: the inpainting test converts weights into it."""
+    folder = tmp_path_factory.mktemp("model") / "tiny"
+    shutil.copytree(tiny_model_dir, folder)
     return folder
 
 

@@ -1,0 +1,152 @@
+"""The demo model's from-scratch tasks (movq, text_to_image) and its recipe, on a tiny demo world (CPU, seconds)."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from diffusers import VQModel
+
+from kandinsky_video.demo.recipe import STAGES, export_of, run_recipe
+from kandinsky_video.demo.world import Scene, write_world
+from kandinsky_video.models import KandinskyTextEncoder
+from kandinsky_video.pipelines import KandinskyVideoPipeline
+from kandinsky_video.training import TextToImageModel, load_config, train
+from kandinsky_video.training.tasks import size_config
+from kandinsky_video.testing import tiny_tokenizer
+
+COMMON = ["data.resolution=64", "data.num_workers=0", "run.report_to=[]", "run.log_every=1"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    scenes = [Scene("circle", "red", "black", "moving right"), Scene("square", "blue", "white", "shrinking"),
+              Scene("triangle", "yellow", "gray", "moving up")]
+    return write_world(tmp_path_factory.mktemp("world"), scenes, frames=17)
+
+
+@pytest.fixture(scope="module")
+def movq_run(world, tmp_path_factory) -> Path:
+    """A tiny MoVQ overfitted on the world's frames for 30 steps."""
+    folder = tmp_path_factory.mktemp("movq")
+    config = load_config("movq", None, [f"data.source={world}", f"run.output_dir={folder}", "model=tiny",
+                                        "optim.steps=30", "optim.batch_size=4", "optim.gradient_accumulation=1",
+                                        "optim.lr=2e-3", *COMMON])
+    train(config)
+    return folder
+
+
+def losses(folder: Path) -> list[float]:
+    return [json.loads(line)["loss"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_movq_learns_to_reconstruct_and_exports_a_vqmodel(movq_run, world):
+    curve = losses(movq_run)
+    assert len(curve) == 30
+    assert sum(curve[-5:]) / 5 < 0.6 * sum(curve[:5]) / 5, f"reconstruction loss did not fall: {curve}"
+    movq = VQModel.from_pretrained(movq_run / "export" / "movq")
+    assert movq.config.norm_type == "spatial"
+    frames = torch.rand(1, 3, 64, 64) * 2 - 1
+    assert movq.decode(movq.encode(frames).latents, force_not_quantize=True).sample.shape == frames.shape
+
+
+def test_training_text_path_equals_the_pipeline_encoder():
+    """TextToImageModel.encode_text (with gradients) builds exactly KandinskyTextEncoder.encode's context."""
+    torch.manual_seed(0)
+    model = TextToImageModel(unet_architecture=size_config("tiny", "unet"),
+                             text_encoder_architecture=size_config("tiny", "text_encoder"))
+    prompts = ["a red circle moving right on a black background", "a blue square"]
+    with torch.no_grad():
+        model.text_projection.null_embedding.normal_()
+    text = KandinskyTextEncoder(tiny_tokenizer(), model.text_encoder, model.text_projection)
+    released = text.encode(prompts)
+    model.requires_grad_(True)  # KandinskyTextEncoder froze the modules it was given
+    tokens = text.tokenize(prompts)
+    with torch.no_grad():  # the same code path: bit-identical
+        context, mask = model.encode_text(tokens.input_ids, tokens.attention_mask)
+    torch.testing.assert_close(context, released.context, rtol=0, atol=0)
+    torch.testing.assert_close(mask, released.mask, rtol=0, atol=0)
+    context, mask = model.encode_text(tokens.input_ids, tokens.attention_mask)  # with autograd: other CPU kernels
+    torch.testing.assert_close(context, released.context, rtol=1e-4, atol=1e-5)
+    assert context.requires_grad and torch.equal(mask, released.mask)
+    # The training forward reaches the encoder, the projection and (for dropped captions) the null embedding.
+    latents = torch.randn(2, 4, 8, 8)
+    drop = torch.tensor([True, False])
+    model(latents, torch.tensor([10, 500]), tokens.input_ids, tokens.attention_mask, drop).pow(2).mean().backward()
+    for name in ("text_encoder.shared.weight", "text_projection.linear.weight", "text_projection.null_embedding"):
+        assert model.get_parameter(name).grad.abs().sum() > 0, f"{name} gets no gradient"
+
+
+def test_text_to_image_resumes_and_exports_a_pipeline_that_generates(movq_run, world, tmp_path):
+    settings = [
+        f"data.source={world}", f"run.output_dir={tmp_path}", "model=tiny", "optim.batch_size=2",
+        "optim.gradient_accumulation=1", "optim.lr=1e-3", "text_to_image.uncond_prob=0.5", "run.checkpoint_every=2",
+        f"text_to_image.movq={movq_run / 'export' / 'movq'}", *COMMON,
+    ]
+    train(load_config("text_to_image", None, [*settings, "optim.steps=2"]))
+    export = train(load_config("text_to_image", None, [*settings, "optim.steps=4"])) / "pipeline"  # resumes at 2
+    steps = [json.loads(line)["step"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    pipeline = KandinskyVideoPipeline.from_pretrained(export)
+    pipeline.set_progress_bar_config(disable=True)
+    assert pipeline.text_projection.null_embedding.abs().sum() > 0, "the null embedding did not learn"
+    assert not any(name.startswith("spatial.") for name in pipeline.unet.temporal_state_dict())
+    video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="low",
+                     num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert video.frames.shape == (1, 2, 64, 64, 3)
+
+
+def test_from_scratch_configs_are_checked(tmp_path):
+    with pytest.raises(ValueError, match="text_to_image.movq is empty"):
+        load_config("text_to_image", None, [])
+    with pytest.raises(ValueError, match="starts from scratch"):
+        load_config("movq", None, ["model=some/folder"])
+    with pytest.raises(ValueError, match="validate_every"):
+        load_config("movq", None, ["run.validate_every=10"])
+    config = load_config("text_to_image", None, [f"text_to_image.movq={tmp_path}", "data.source=x.csv"])
+    with pytest.raises(FileNotFoundError):
+        train(config)
+
+
+TINY_STAGES = {
+    "movq": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}},
+    "text_to_image": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}},
+    "keyframes": {"optim": {"steps": 2}, "keyframes": {"num_frames": 2, "frame_stride": 4}},
+    "interpolation": {"optim": {"steps": 2}, "interpolation": {"frames_between": 1, "num_groups": 2, "max_skip": 2}},
+    "decoder": {"optim": {"steps": 2}, "decoder": {"num_frames": 2}},
+}
+
+
+def tiny_configs(folder: Path) -> Path:
+    for stage, settings in TINY_STAGES.items():
+        config = {"task": stage, "data": {"resolution": 64, "num_workers": 0},
+                  "run": {"report_to": [], "checkpoint_every": 2}, **settings}
+        config["optim"] = {"gradient_accumulation": 1, **settings["optim"]}
+        (folder / f"{stage}.yaml").write_text(yaml.safe_dump(config))
+    return folder
+
+
+def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
+    (tmp_path / "configs").mkdir()
+    configs = tiny_configs(tmp_path / "configs")
+    out = tmp_path / "run"
+    first = run_recipe(out, max_steps_scale=0.5, configs=configs, data=world)
+    assert first.trained == list(STAGES) and not first.skipped
+    assert all(export_of(out, stage).exists() for stage in STAGES)
+    assert json.loads((out / "movq" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2  # 4 steps x 0.5
+    pipeline = KandinskyVideoPipeline.from_pretrained(first.pipeline)
+    pipeline.set_progress_bar_config(disable=True)
+    video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="medium",
+                     num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    assert video.frames.shape == (1, 3, 64, 64, 3)  # 2 keyframes + 1 interpolated frame
+
+    second = run_recipe(out, max_steps_scale=0.5, configs=configs, data=world)
+    assert second.trained == [] and second.skipped == list(STAGES)
+    # Another step count is another config: only that stage (and nothing finished) runs again.
+    third = run_recipe(out, until="movq", max_steps_scale=1.0, configs=configs, data=world,
+                       overrides={"movq": ["optim.steps=2"]})
+    assert third.skipped == ["movq"] and third.pipeline is None
+
+    with pytest.raises(ValueError, match="unknown stage 'keyframe'.*movq, text_to_image"):
+        run_recipe(out, until="keyframe", configs=configs, data=world)
