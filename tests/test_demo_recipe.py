@@ -12,9 +12,9 @@ from kandinsky_video.demo.recipe import STAGES, export_of, run_recipe
 from kandinsky_video.demo.world import Scene, write_world
 from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
+from kandinsky_video.testing import tiny_tokenizer
 from kandinsky_video.training import TextToImageModel, load_config, train
 from kandinsky_video.training.tasks import size_config
-from kandinsky_video.testing import tiny_tokenizer
 
 COMMON = ["data.resolution=64", "data.num_workers=0", "run.report_to=[]", "run.log_every=1"]
 

@@ -330,24 +330,7 @@ class KandinskyTextEncoder:
         """(B, N) ids and mask -> projected context (B, N, D) fp32 with padding zeroed, and the guarded mask (B, N)."""
         if self.text_encoder is None:
             raise RuntimeError("the T5 encoder was released (release_encoder()); reload it to encode new prompts")
-        device = self.text_encoder.device
-        hidden = self.text_encoder(
-            input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
-        ).last_hidden_state  # (B, N, E), encoder dtype
-        # Overflow guard, per prompt and over ALL positions (padding included), in the encoder's dtype.
-        overflow = ~torch.isfinite(hidden).flatten(1).all(dim=1)  # (B,)
-        # fp32 as released (TextProjection keeps itself in fp32 when loaded with a dtype).
-        hidden = hidden.masked_fill(overflow[:, None, None], 0).to(self.projection.device, self.projection.dtype)
-        if overflow.any():
-            logger.warning("text encoder overflowed (inf/NaN) for prompts %s: their conditioning is dropped",
-                           overflow.nonzero().flatten().tolist())
-        # The release drops the mask of every all-zero embedding, i.e. of every guarded prompt.
-        dropped = (hidden == 0).flatten(1).all(dim=1)  # (B,)
-        attention_mask = attention_mask.to(self.projection.device).masked_fill(dropped[:, None], 0)
-        context = self.projection(hidden)  # (B, N, D)
-        # Zeroed AFTER the projection: LayerNorm would give pad positions non-zero rows.
-        context = context.masked_fill(attention_mask[..., None] == 0, 0)
-        return context, attention_mask
+        return embed_tokens(self.text_encoder, self.projection, input_ids, attention_mask)
 
     def encode(
         self,
@@ -391,3 +374,37 @@ class KandinskyTextEncoder:
         """:func:`null_context` with this projection's null embedding, or another one (the interpolation U-Net's)."""
         null_embedding = self.null_embedding if null_embedding is None else null_embedding
         return null_context(null_embedding, batch_size, length, device=null_embedding.device)
+
+
+def embed_tokens(
+    text_encoder: T5EncoderModel, projection: TextProjection, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The released text path for token ids: (B, N) ids and mask -> context (B, N, D) fp32, guarded mask (B, N).
+
+    Differentiable: :meth:`KandinskyTextEncoder.encode` runs it under ``no_grad``; training a text encoder from
+    scratch (the demo's ``text_to_image`` task) runs it with gradients, so both build the same context.
+    """
+    device = text_encoder.device
+    hidden = text_encoder(
+        input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)
+    ).last_hidden_state  # (B, N, E), encoder dtype
+    # Overflow guard, per prompt and over ALL positions (padding included), in the encoder's dtype.
+    overflow = ~torch.isfinite(hidden).flatten(1).all(dim=1)  # (B,)
+    # fp32 as released (TextProjection keeps itself in fp32 when loaded with a dtype).
+    hidden = hidden.masked_fill(overflow[:, None, None], 0).to(projection.device, projection.dtype)
+    if overflow.any():
+        logger.warning("text encoder overflowed (inf/NaN) for prompts %s: their conditioning is dropped",
+                       overflow.nonzero().flatten().tolist())
+    # The release drops the mask of every all-zero embedding, i.e. of every guarded prompt.
+    dropped = (hidden == 0).flatten(1).all(dim=1)  # (B,)
+    attention_mask = attention_mask.to(projection.device).masked_fill(dropped[:, None], 0)
+    context = projection(hidden)  # (B, N, D)
+    # Zeroed AFTER the projection: LayerNorm would give pad positions non-zero rows.
+    context = context.masked_fill(attention_mask[..., None] == 0, 0)
+    return context, attention_mask
+
+
+def cut_context(context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The released cut of (B, N, D) / (B, N) to the longest real token count in the batch + 1."""
+    length = int(mask.sum(dim=1).max()) + 1
+    return context[:, :length], mask[:, :length]

@@ -8,13 +8,16 @@ DESCRIPTIONS = {
     "keyframes": "the keyframe U-Net's temporal blocks (Kandinsky 3.0 frozen); epsilon loss, 10% caption dropout",
     "interpolation": "the whole interpolation U-Net; v-prediction with skip and keyframe-perturbation conditions",
     "decoder": "MoVQ Video's temporal layers or whole decoder (encoder frozen); L1/L2 reconstruction",
+    "movq": "a MoVQ image autoencoder from scratch on single frames (the demo model); L1 (+ L2) reconstruction",
+    "text_to_image": "a text-to-image base from scratch (U-Net + T5 + projection, frozen trained MoVQ; the demo "
+                     "model); epsilon loss, 10% caption dropout; exports a KandinskyVideoPipeline folder",
 }
 
 
 def add_train_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add ``train`` with one sub-command per task to a ``kandinsky-video`` sub-parser set."""
     train = subparsers.add_parser(
-        "train", help="train the keyframe, interpolation or decoder model",
+        "train", help="train the keyframe, interpolation, decoder, MoVQ or text-to-image model",
         description="Train on text-video pairs with accelerate (run under `accelerate launch` for several GPUs). "
         "Settings come from a YAML file (see configs/) and section.key=value overrides; the newest checkpoint in "
         "run.output_dir is resumed automatically.",

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import yaml
 
-TASKS = ("keyframes", "interpolation", "decoder")
+TASKS = ("keyframes", "interpolation", "decoder", "movq", "text_to_image")
+FROM_SCRATCH = ("movq", "text_to_image")  # tasks whose ``model`` names an architecture size (tasks.MODEL_SIZES)
+SIZES = ("tiny", "demo")  # the size names of tasks.MODEL_SIZES
 MIXED_PRECISION = ("no", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb")
 
@@ -132,29 +134,59 @@ class DecoderConfig:
 
 
 @dataclass
-class TrainConfig:
-    """A whole run; of the three task sections only the one named by ``task`` is set."""
+class MovqConfig:
+    l2_weight: float = 0.0  # L1 reconstruction + this times L2
+    latent_weight: float = 1e-3  # times mean(latents**2): keeps the unquantised latents near unit scale for diffusion
 
-    task: str  # keyframes | interpolation | decoder
-    model: str = "tiny"  # "tiny" (testing models), a KandinskyVideoPipeline folder, or a Kandinsky 3.0 folder/hub id
+    def __post_init__(self):
+        _non_negative(self, "movq", "l2_weight", "latent_weight")
+
+
+@dataclass
+class TextToImageConfig:
+    movq: str = ""  # folder of the trained MoVQ (the movq task's export/movq), frozen here
+    uncond_prob: float = 0.1  # captions replaced by the null-embedding context (which then learns)
+
+    def __post_init__(self):
+        _probability(self, "text_to_image", "uncond_prob")
+        if not self.movq:
+            raise ValueError("text_to_image.movq is empty; give the movq stage's export, e.g. runs/movq/export/movq")
+
+
+@dataclass
+class TrainConfig:
+    """A whole run; of the task sections only the one named by ``task`` is set."""
+
+    task: str  # keyframes | interpolation | decoder | movq | text_to_image
+    # "tiny" (testing models), a KandinskyVideoPipeline folder, or a Kandinsky 3.0 folder/hub id; for the
+    # from-scratch tasks (movq, text_to_image) a size: tiny | demo
+    model: str = "tiny"
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunConfig = field(default_factory=RunConfig)
     keyframes: KeyframesConfig | None = None
     interpolation: InterpolationConfig | None = None
     decoder: DecoderConfig | None = None
+    movq: MovqConfig | None = None
+    text_to_image: TextToImageConfig | None = None
 
     def __post_init__(self):
         _choice(self, "", "task", TASKS)
+        if self.task in FROM_SCRATCH and self.model not in SIZES:
+            raise ValueError(f"model={self.model!r}: `train {self.task}` starts from scratch; name a size from "
+                             f"{SIZES} (the architectures are in kandinsky_video.training.tasks.MODEL_SIZES)")
+        if self.task == "movq" and self.run.validate_every:
+            raise ValueError("run.validate_every: `train movq` writes no validation videos; set run.validate_every=0")
         if not self.model:
             raise ValueError("model is empty; use 'tiny', a pipeline folder or a Kandinsky 3.0 folder / hub id")
-        if self.task != "decoder" and self.data.resolution % 64:
+        if self.task not in ("decoder", "movq") and self.data.resolution % 64:
             raise ValueError(f"data.resolution={self.data.resolution}: the U-Nets need a multiple of 64 (256, 512)")
 
 
 SECTIONS = {
     "data": DataConfig, "optim": OptimConfig, "run": RunConfig,
     "keyframes": KeyframesConfig, "interpolation": InterpolationConfig, "decoder": DecoderConfig,
+    "movq": MovqConfig, "text_to_image": TextToImageConfig,
 }
 
 
@@ -246,7 +278,8 @@ def _build(raw: dict, task: str) -> TrainConfig:
                 raise _unknown(f"{key}.{name}", task)
         checked = {name: _coerce(item, valid[f"{key}.{name}"], f"{key}.{name}") for name, item in value.items()}
         sections[key] = SECTIONS[key](**checked)
-    sections.setdefault(task, SECTIONS[task]())
+    if task not in sections:  # (not setdefault: a default that cannot be empty, e.g. text_to_image.movq, raises)
+        sections[task] = SECTIONS[task]()
     return TrainConfig(task=task, model=_coerce(raw.get("model", "tiny"), str, "model"), **sections)
 
 

@@ -51,7 +51,7 @@ class TrainState:
 def train(config: TrainConfig) -> Path:
     """Train (resuming from the newest checkpoint in ``run.output_dir``), export, and return the export folder."""
     records = load_records(config.data.source)  # bad paths fail here, before any model loads
-    check_model_source(config.model)
+    check_model_source(config.model, config.task)
     check_trackers(config.run.report_to)
     run_dir = Path(config.run.output_dir)
     accelerator = Accelerator(

@@ -13,21 +13,51 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, VQModel
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
+from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
 
 from ..data import ClipSpec
-from ..models import KandinskyTextEncoder, KandinskyVideoInterpolationUNet, KandinskyVideoUNet, MoVQVideo
+from ..models import (
+    KandinskyTextEncoder,
+    KandinskyVideoInterpolationUNet,
+    KandinskyVideoUNet,
+    MoVQVideo,
+    TextProjection,
+)
 from ..models.frames import fold_frames, unfold_frames
+from ..models.kandinsky3_walk import build_spatial_unet
+from ..models.text_encoder import cut_context, embed_tokens, unconditional_context
 from ..models.unet_interpolation import merge_groups
 from ..pipelines import KandinskyVideoPipeline
+from ..pipelines.pipeline_kandinsky_video import load_movq
 from ..sampling import KandinskyVideoScheduler
-from .config import TrainConfig
+from .config import FROM_SCRATCH, SIZES, TrainConfig
 
 logger = logging.getLogger(__name__)
 
 NUM_TRAIN_TIMESTEPS = 1000
 ENCODE_CHUNK = 8  # frames through the frozen MoVQ encoder at once (memory only)
+
+# Architectures of the from-scratch tasks (movq, text_to_image), by size name: "tiny" is kandinsky_video.testing's,
+# "demo" the demo model's (~1.3 M MoVQ, ~3.2 M U-Net, ~0.1 M T5; 64x64 frames -> 8x8 latents).
+MODEL_SIZES = {
+    "tiny": {
+        "movq": None,  # None: kandinsky_video.testing.TINY_MOVQ_CONFIG / TINY_UNET_CONFIG / TINY_T5_CONFIG
+        "unet": None,
+        "text_encoder": None,
+    },
+    "demo": {
+        "movq": {"block_out_channels": [32, 64, 64, 64]},  # overrides of TINY_MOVQ_CONFIG (same x8 topology)
+        "unet": {"in_channels": 4, "time_embedding_dim": 64, "groups": 8, "attention_head_dim": 16,
+                 "layers_per_block": 2, "block_out_channels": [32, 64, 64, 64], "cross_attention_dim": 64},
+        "text_encoder": {"vocab_size": 384, "d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4,
+                         "feed_forward_proj": "gated-silu"},
+    },
+}
+assert set(MODEL_SIZES) == set(SIZES), "config.SIZES names the sizes TrainConfig accepts"
 
 
 def noise_schedule(prediction_type: str) -> DDPMScheduler:
@@ -53,9 +83,9 @@ def load_training_pipeline(source: str, frames_between: int = 3) -> KandinskyVid
     return KandinskyVideoPipeline.from_kandinsky3(source)
 
 
-def check_model_source(source: str) -> None:
+def check_model_source(source: str, task: str = "keyframes") -> None:
     """Fail early (before the accelerator starts) on a model folder that does not exist or holds no pipeline."""
-    if source == "tiny":
+    if source == "tiny" or task in FROM_SCRATCH:  # from-scratch sizes are checked by TrainConfig
         return
     path = Path(source).expanduser()
     if path.exists():
@@ -101,9 +131,10 @@ class Task:
     preset: str
     needs_for_loss: tuple[str, ...]  # frozen pipeline components the loss runs (moved to the training device)
 
-    def __init__(self, config: TrainConfig, pipeline: KandinskyVideoPipeline, model: nn.Module):
+    def __init__(self, config: TrainConfig, pipeline: KandinskyVideoPipeline | None, model: nn.Module):
         self.config, self.pipeline, self.model = config, pipeline, model
-        self.pipeline.set_progress_bar_config(disable=True)
+        if pipeline is not None:  # None: a task without validation videos (movq)
+            self.pipeline.set_progress_bar_config(disable=True)
 
     def clip_spec(self) -> ClipSpec:
         raise NotImplementedError
@@ -270,7 +301,133 @@ class DecoderTask(Task):
         return folder / "movq"
 
 
-TASKS = {"keyframes": KeyframeTask, "interpolation": InterpolationTask, "decoder": DecoderTask}
+def size_config(size: str, part: str) -> dict:
+    """The architecture of ``part`` (movq | unet | text_encoder) for a named size of :data:`MODEL_SIZES`."""
+    from ..testing import TINY_MOVQ_CONFIG, TINY_T5_CONFIG, TINY_UNET_CONFIG
+
+    tiny = {"movq": TINY_MOVQ_CONFIG, "unet": {**TINY_UNET_CONFIG, "in_channels": 4}, "text_encoder": TINY_T5_CONFIG}
+    config = {**tiny[part], **(MODEL_SIZES[size][part] or {})}
+    config.pop("encoder_hid_dim", None)  # the U-Net takes projected context (build_spatial_unet)
+    if part == "text_encoder":
+        config["dropout_rate"] = 0.0  # a few million parameters on a small world: no dropout
+    return {key: list(value) if isinstance(value, tuple) else value for key, value in config.items()}
+
+
+class MovqTask(Task):
+    """A MoVQ (VQModel, spatial norm) from scratch as an image autoencoder on single frames: L1 (+ L2)
+    reconstruction, decoded without quantisation as the pipeline decodes (no codebook or GAN loss)."""
+
+    component, preset, needs_for_loss = "movq", "low", ()
+
+    def __init__(self, config: TrainConfig):
+        torch.manual_seed(config.optim.seed)  # the fresh weights are a function of the seed
+        super().__init__(config, None, VQModel(**size_config(config.model, "movq")).requires_grad_(True))
+
+    def place(self, device: torch.device, dtype: torch.dtype, validating: bool) -> None:
+        pass  # nothing frozen: the model is the whole task
+
+    def clip_spec(self) -> ClipSpec:
+        return ClipSpec(1)
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        images = fold_frames(batch["video"])  # (B, 3, H, W) in [-1, 1]: one frame per video
+        latents = model.encode(images).latents  # (B, 4, H/8, W/8), before quantisation
+        reconstruction = model.decode(latents, force_not_quantize=True).sample
+        method = self.config.movq
+        loss = F.l1_loss(reconstruction.float(), images.float())
+        if method.l2_weight:
+            loss = loss + method.l2_weight * F.mse_loss(reconstruction.float(), images.float())
+        return loss + method.latent_weight * latents.float().pow(2).mean()
+
+    def export(self, module: VQModel, folder: Path) -> Path:
+        module.save_pretrained(folder / "movq")
+        return folder / "movq"
+
+
+class TextToImageModel(ModelMixin, ConfigMixin):
+    """What ``text_to_image`` trains as one module: T5 encoder -> TextProjection (with the null embedding) ->
+    Kandinsky3UNet taking projected context. One module, so DDP sees every trained weight in one forward."""
+
+    # (config names differ from the submodules': ModelMixin would answer ``self.unet`` with the config entry)
+    @register_to_config
+    def __init__(self, unet_architecture: dict, text_encoder_architecture: dict):
+        super().__init__()
+        self.unet = build_spatial_unet(**unet_architecture)
+        self.text_encoder = T5EncoderModel(T5Config(**text_encoder_architecture))
+        self.text_projection = TextProjection(text_encoder_architecture["d_model"], unet_architecture["cross_attention_dim"])
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, N) token ids and mask -> context (B, L, D), mask (B, L): the pipeline's conditioning, with gradients."""
+        return cut_context(*embed_tokens(self.text_encoder, self.text_projection, input_ids, attention_mask))
+
+    def forward(self, sample: torch.Tensor, timestep: torch.Tensor, input_ids: torch.Tensor,
+                attention_mask: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
+        """Noise prediction (B, 4, h, w) for latents (B, 4, h, w); ``drop`` (B,) bool: null-embedding context."""
+        context, mask = self.encode_text(input_ids, attention_mask)  # (B, L, D), (B, L)
+        uncond_context, uncond_mask = unconditional_context(context, self.text_projection.null_embedding)
+        context = torch.where(drop[:, None, None], uncond_context, context)
+        mask = torch.where(drop[:, None], uncond_mask, mask)
+        return self.unet(sample, timestep, encoder_hidden_states=context, encoder_attention_mask=mask).sample
+
+
+class TextToImageTask(Task):
+    """The text-to-image base from scratch on single frames: Kandinsky3UNet + T5 encoder + TextProjection, epsilon
+    loss, caption dropout to the (learned) null embedding; latents from a frozen trained MoVQ. Exports a whole
+    KandinskyVideoPipeline folder (identity temporal layers) that the keyframes/interpolation/decoder tasks start from.
+    """
+
+    component, preset, needs_for_loss = "unet", "low", ("movq",)
+
+    def __init__(self, config: TrainConfig):
+        movq_folder = Path(config.text_to_image.movq)
+        if not (movq_folder / "config.json").is_file():
+            raise FileNotFoundError(f"text_to_image.movq={movq_folder} holds no MoVQ (config.json); train one first: "
+                                    "kandinsky-video train movq ..., then pass its export/movq")
+        torch.manual_seed(config.optim.seed)
+        # keywords: diffusers records positionally passed config values as defaults, which from_config then drops
+        model = TextToImageModel(unet_architecture=size_config(config.model, "unet"),
+                                 text_encoder_architecture=size_config(config.model, "text_encoder"))
+        self.movq = load_movq(movq_folder).requires_grad_(False).eval()
+        pipeline = KandinskyVideoPipeline(
+            tokenizer=ByT5Tokenizer(), text_encoder=model.text_encoder, text_projection=model.text_projection,
+            unet=KandinskyVideoUNet.from_kandinsky3(model.unet), movq=self.movq, scheduler=KandinskyVideoScheduler(),
+        )
+        # Borrowed for its released tokenisation; its constructor freezes the modules it holds, so unfreeze after.
+        self.text = KandinskyTextEncoder(pipeline.tokenizer, model.text_encoder, model.text_projection)
+        super().__init__(config, pipeline, model.requires_grad_(True))
+        self.noise = noise_schedule("epsilon")
+
+    def place(self, device: torch.device, dtype: torch.dtype, validating: bool) -> None:
+        self.movq.to(device, dtype)  # the only frozen part; the text encoder and projection train
+
+    def clip_spec(self) -> ClipSpec:
+        return ClipSpec(1)
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        latents = fold_frames(encode_video(self.movq, batch["video"]))  # (B, 4, h, w)
+        tokens = self.text.tokenize(batch["caption"])
+        drop = torch.rand(len(latents), device=latents.device) < self.config.text_to_image.uncond_prob  # (B,)
+        noise = torch.randn_like(latents)
+        timesteps = torch.randint(0, NUM_TRAIN_TIMESTEPS, (len(latents),), device=latents.device)
+        noisy = self.noise.add_noise(latents, noise, timesteps)
+        prediction = model(noisy, timesteps, tokens.input_ids.to(latents.device),
+                           tokens.attention_mask.to(latents.device), drop)
+        return F.mse_loss(prediction.float(), noise)
+
+    def use(self, module: TextToImageModel) -> None:
+        self.pipeline.register_modules(
+            text_encoder=module.text_encoder, text_projection=module.text_projection,
+            unet=KandinskyVideoUNet.from_kandinsky3(module.unet).to(module.device).eval(),
+        )
+
+    def export(self, module: TextToImageModel, folder: Path) -> Path:
+        self.use(module)
+        self.pipeline.save_pretrained(folder / "pipeline")
+        return folder / "pipeline"
+
+
+TASKS = {"keyframes": KeyframeTask, "interpolation": InterpolationTask, "decoder": DecoderTask, "movq": MovqTask,
+         "text_to_image": TextToImageTask}
 
 
 def make_task(config: TrainConfig) -> Task:

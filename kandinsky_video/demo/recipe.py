@@ -1,0 +1,154 @@
+"""The demo model's whole recipe: world data, then five training stages, then one pipeline folder.
+
+Stages run in order through :func:`kandinsky_video.training.train` (the function behind ``kandinsky-video train``),
+each with ``configs/demo/<stage>.yaml`` plus the paths the recipe fills in:
+
+    movq            MoVQ from scratch                     -> <out>/movq/export/movq
+    text_to_image   U-Net + T5 + projection from scratch  -> <out>/text_to_image/export/pipeline  (the base)
+    keyframes       temporal blocks on the base           -> <out>/keyframes/export/unet_temporal
+    interpolation   interpolation U-Net from the base     -> <out>/interpolation/export/interpolation_unet
+    decoder         MoVQ Video on the base's MoVQ         -> <out>/decoder/export/movq
+
+A stage whose export holds exactly the config it would run with is skipped; an interrupted stage resumes from its
+newest checkpoint (the training loop does that). The assembled pipeline is ``<out>/pipeline``; the shipped demo model
+will live in ``kandinsky_video/demo/weights/`` (:data:`WEIGHTS`), which this module never writes.
+"""
+
+import argparse
+import logging
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..training import train
+from ..training.config import TrainConfig, config_yaml, load_config
+from .world import all_scenes, write_world
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("movq", "text_to_image", "keyframes", "interpolation", "decoder")
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # in a source checkout
+WEIGHTS = Path(__file__).resolve().parent / "weights"  # where the shipped demo pipeline will go
+
+
+@dataclass
+class RecipeResult:
+    trained: list[str] = field(default_factory=list)  # stages that ran (or resumed) this time
+    skipped: list[str] = field(default_factory=list)  # stages already finished with the same config
+    pipeline: Path | None = None  # the assembled pipeline folder, once every stage is done
+
+
+def world_manifest(out: Path, repeats: int = 2, frames: int = 49) -> Path:
+    """``<out>/world/manifest.jsonl``: the training split of the demo world, rendered once (reused if complete)."""
+    manifest = out / "world" / "manifest.jsonl"
+    if manifest.is_file():  # write_world writes the manifest last: present means complete
+        return manifest
+    scenes = all_scenes(held_out=False)
+    logger.info("writing the demo world: %d scenes x %d repeats, %d frames each", len(scenes), repeats, frames)
+    return write_world(out / "world", scenes, repeats=repeats, frames=frames)
+
+
+def export_of(out: Path, stage: str) -> Path:
+    """Where a finished stage's trained model is (what later stages and the assembly read)."""
+    inner = {"movq": "movq", "text_to_image": "pipeline", "keyframes": "unet_temporal",
+             "interpolation": "interpolation_unet", "decoder": "movq"}[stage]
+    return out / stage / "export" / inner
+
+
+def stage_config(stage: str, out: Path, data: Path, configs: Path = CONFIGS, max_steps_scale: float = 1.0,
+                 overrides: list[str] = ()) -> TrainConfig:
+    """``configs/<stage>.yaml`` with this recipe's paths, steps scaled (at least 1), then ``overrides``."""
+    paths = [f"data.source={data}", f"run.output_dir={out / stage}"]
+    if stage == "text_to_image":
+        paths.append(f"text_to_image.movq={export_of(out, 'movq')}")
+    elif stage != "movq":
+        paths.append(f"model={export_of(out, 'text_to_image')}")
+    path = configs / f"{stage}.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no {path}; pass --configs with a folder holding {', '.join(STAGES)} .yaml files")
+    steps = load_config(stage, path, [*paths, *overrides]).optim.steps
+    scaled = [f"optim.steps={max(1, round(steps * max_steps_scale))}"] if max_steps_scale != 1 else []
+    return load_config(stage, path, [*paths, *scaled, *overrides])
+
+
+def finished(config: TrainConfig) -> bool:
+    """True if the stage's export was written by a run with exactly this config (the loop saves it there)."""
+    saved = Path(config.run.output_dir) / "export" / "config.yaml"
+    return saved.is_file() and saved.read_text() == config_yaml(config)
+
+
+def run_recipe(out: str | os.PathLike, until: str = STAGES[-1], max_steps_scale: float = 1.0,
+               configs: str | os.PathLike = CONFIGS, data: str | os.PathLike | None = None,
+               overrides: dict[str, list[str]] | None = None) -> RecipeResult:
+    """Run the stages up to ``until`` (skipping finished ones), then assemble ``<out>/pipeline`` if all are done.
+
+    ``data``: a manifest to train on instead of the demo world written under ``out``; ``overrides``: per stage,
+    extra ``section.key=value`` settings (applied after the recipe's own).
+    """
+    if until not in STAGES:
+        raise ValueError(f"unknown stage {until!r}; choose one of {', '.join(STAGES)}")
+    if not max_steps_scale > 0:
+        raise ValueError(f"max_steps_scale={max_steps_scale} must be > 0 (e.g. 0.01 for a quick check)")
+    unknown = set(overrides or {}) - set(STAGES)
+    if unknown:
+        raise ValueError(f"overrides for unknown stages {sorted(unknown)}; stages are {', '.join(STAGES)}")
+    out, configs = Path(out), Path(configs)
+    data = Path(data) if data is not None else world_manifest(out)
+    result = RecipeResult()
+    for stage in STAGES[: STAGES.index(until) + 1]:
+        config = stage_config(stage, out, data, configs, max_steps_scale, (overrides or {}).get(stage, []))
+        if finished(config):
+            logger.info("stage %s: finished, skipped (%s)", stage, export_of(out, stage))
+            result.skipped.append(stage)
+            continue
+        logger.info("stage %s: training %d steps into %s", stage, config.optim.steps, config.run.output_dir)
+        train(config)
+        result.trained.append(stage)
+    if until == STAGES[-1]:
+        result.pipeline = assemble_pipeline(out)
+    return result
+
+
+def assemble_pipeline(out: str | os.PathLike) -> Path:
+    """``<out>/pipeline``: the stage-2 base with the trained temporal blocks, interpolation U-Net and MoVQ Video."""
+    from ..models import KandinskyVideoInterpolationUNet
+    from ..pipelines import KandinskyVideoPipeline
+    from ..pipelines.pipeline_kandinsky_video import load_movq
+    from ..sampling import KandinskyVideoScheduler
+
+    out = Path(out)
+    for stage in STAGES:
+        if not export_of(out, stage).exists():
+            raise FileNotFoundError(f"{export_of(out, stage)} is missing; run the recipe through stage {stage}")
+    pipeline = KandinskyVideoPipeline.from_pretrained(export_of(out, "text_to_image"))
+    pipeline.unet.load_temporal(export_of(out, "keyframes"))
+    pipeline.register_modules(
+        interpolation_unet=KandinskyVideoInterpolationUNet.from_pretrained(export_of(out, "interpolation")),
+        interpolation_scheduler=KandinskyVideoScheduler(prediction_type="v_prediction"),
+        movq=load_movq(export_of(out, "decoder")),
+    )
+    final, partial = out / "pipeline", out / ".partial-pipeline"
+    shutil.rmtree(partial, ignore_errors=True)
+    pipeline.save_pretrained(partial)
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    return final
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train the demo model: world data, five stages, one pipeline.")
+    parser.add_argument("--out", default="runs/demo", help="run folder (world/, one folder per stage, pipeline/)")
+    parser.add_argument("--until", default=STAGES[-1], choices=STAGES, help="last stage to run")
+    parser.add_argument("--max-steps-scale", type=float, default=1.0,
+                        help="fraction of each stage's optim.steps (e.g. 0.01 for a quick check of the recipe)")
+    parser.add_argument("--configs", default=str(CONFIGS), help="folder of <stage>.yaml files")
+    parser.add_argument("--data", help="a manifest to train on instead of the demo world")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    result = run_recipe(args.out, args.until, args.max_steps_scale, args.configs, args.data)
+    print(f"trained: {', '.join(result.trained) or 'nothing'}; already finished: {', '.join(result.skipped) or 'none'}")
+    if result.pipeline is not None:
+        print(f"demo pipeline: {result.pipeline} (copy it to {WEIGHTS} to ship it as the demo model)")
+    else:
+        print(f"stopped after {args.until}: {export_of(Path(args.out), args.until)}")
