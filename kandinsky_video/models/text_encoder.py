@@ -346,13 +346,13 @@ class KandinskyTextEncoder:
         """
         tokens = self.tokenize(prompts, negative_prompts)
         context, mask = self._embed(tokens.input_ids, tokens.attention_mask)
-        length = int(mask.sum(dim=1).max()) + 1
+        length = cut_length(mask)
         rows = tokens.has_negative  # (B,) bool, CPU
         if rows.any():
             neg, neg_mask = self._embed(tokens.negative_input_ids[rows], tokens.negative_attention_mask[rows])
             # Without overflow the negative masks equal the positive ones; the max only matters when one of the
             # two overflowed (the released code then fails on mismatched lengths) and never cuts real tokens.
-            length = max(length, int(neg_mask.sum(dim=1).max()) + 1)
+            length = max(length, cut_length(neg_mask))
         context, mask = context[:, :length], mask[:, :length]  # (B, L, D), (B, L)
         negative_context, negative_mask = unconditional_context(context, self.null_embedding)
         if rows.any():
@@ -404,7 +404,12 @@ def embed_tokens(
     return context, attention_mask
 
 
+def cut_length(mask: torch.Tensor) -> int:
+    """The released sequence length: the longest real token count in the batch + 1."""
+    return int(mask.sum(dim=1).max()) + 1
+
+
 def cut_context(context: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The released cut of (B, N, D) / (B, N) to the longest real token count in the batch + 1."""
-    length = int(mask.sum(dim=1).max()) + 1
+    """(B, N, D) / (B, N) cut to :func:`cut_length`."""
+    length = cut_length(mask)
     return context[:, :length], mask[:, :length]
