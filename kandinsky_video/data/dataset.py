@@ -78,6 +78,8 @@ class TextVideoDataset(Dataset):
                 "video": resize_center_crop(frames, self.resolution, self.resolution),  # (3, T, H, W)
                 "caption": record.caption,
                 "frame_positions": torch.from_numpy(indices - indices[0]),  # (T,) source-frame offsets
+                "path": record.path,  # with "frames", what a latent cache keys the clip by
+                "frames": torch.from_numpy(indices),  # (T,) source-frame indices
                 "stride": int(indices[1] - indices[0]) if len(indices) > 1 else 1,
                 "skipped": skipped,
             }
@@ -88,11 +90,14 @@ class TextVideoDataset(Dataset):
 
 
 def collate_clips(items: list[dict]) -> dict:
-    """Stack samples: video (B, 3, T, H, W), frame_positions (B, T), stride (B,), captions and skip reports as lists."""
+    """Stack samples: video (B, 3, T, H, W), frame_positions and frames (B, T), stride (B,); captions, paths and skip
+    reports as lists."""
     return {
         "video": torch.stack([item["video"] for item in items]),
         "frame_positions": torch.stack([item["frame_positions"] for item in items]),
         "stride": torch.tensor([item["stride"] for item in items]),
+        "frames": torch.stack([item["frames"] for item in items]),
         "caption": [item["caption"] for item in items],
+        "path": [item["path"] for item in items],
         "skipped": [report for item in items for report in item["skipped"]],
     }

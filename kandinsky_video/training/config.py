@@ -18,6 +18,7 @@ import yaml
 TASKS = ("keyframes", "interpolation", "decoder", "movq", "text_to_image")
 FROM_SCRATCH = ("movq", "text_to_image")  # tasks whose ``model`` names an architecture size (tasks.MODEL_SIZES)
 SIZES = ("tiny", "demo")  # the size names of tasks.MODEL_SIZES
+CACHED = ("keyframes", "interpolation")  # tasks that can cache frozen-model outputs (data.cache_dir)
 MIXED_PRECISION = ("no", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb")
 
@@ -28,6 +29,8 @@ class DataConfig:
     resolution: int = 512  # square training size: centre crop, then resize
     num_workers: int = 4  # data-loader worker processes (0: read in the training process)
     max_substitutions: int = 16  # unreadable/short videos replaced in a row before the run stops
+    # keyframes/interpolation: cache the frozen MoVQ latents (and text context) per sampled clip here ("": off)
+    cache_dir: str = ""
 
     def __post_init__(self):
         _positive(self, "data", "resolution")
@@ -123,9 +126,12 @@ class DecoderConfig:
     loss: str = "l2"  # l1 | l2 reconstruction loss
     temporal_kernel_size: list[int] = field(default_factory=lambda: [3, 3, 3])  # a new MoVQ Video's temporal convs
     temporal_attention: bool = True  # a new MoVQ Video's temporal attention
+    lpips_weights: str = ""  # LPIPS state dict (VGG/AlexNet backbone + lin0..4; training/lpips.py); "": no LPIPS
+    lpips_weight: float = 1.0  # loss = reconstruction + this times LPIPS (when lpips_weights is set)
 
     def __post_init__(self):
         _positive(self, "decoder", "num_frames")
+        _non_negative(self, "decoder", "lpips_weight")
         _choice(self, "decoder", "loss", ("l1", "l2"))
         kernel = self.temporal_kernel_size
         if len(kernel) != 3 or not all(size > 0 and size % 2 for size in kernel):
@@ -179,6 +185,9 @@ class TrainConfig:
             raise ValueError("run.validate_every: `train movq` writes no validation videos; set run.validate_every=0")
         if not self.model:
             raise ValueError("model is empty; use 'tiny', a pipeline folder or a Kandinsky 3.0 folder / hub id")
+        if self.data.cache_dir and self.task not in CACHED:
+            raise ValueError(f"data.cache_dir: only {CACHED} cache latents (`train {self.task}` encodes nothing "
+                             "frozen before its model); remove data.cache_dir")
         if self.task not in ("decoder", "movq") and self.data.resolution % 64:
             raise ValueError(f"data.resolution={self.data.resolution}: the U-Nets need a multiple of 64 (256, 512)")
 

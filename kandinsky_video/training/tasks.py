@@ -19,7 +19,7 @@ from einops import rearrange
 from torch import nn
 from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
 
-from ..data import ClipSpec
+from ..data import ClipSpec, SampleCache, fingerprint
 from ..models import (
     KandinskyTextEncoder,
     KandinskyVideoInterpolationUNet,
@@ -35,6 +35,7 @@ from ..pipelines import KandinskyVideoPipeline
 from ..pipelines.pipeline_kandinsky_video import load_movq
 from ..sampling import KandinskyVideoScheduler
 from .config import FROM_SCRATCH, SIZES, TrainConfig
+from .lpips import load_lpips
 
 logger = logging.getLogger(__name__)
 
@@ -103,13 +104,17 @@ def check_model_source(source: str, task: str = "keyframes") -> None:
 
 @torch.no_grad()
 def encode_video(movq: MoVQVideo | VQModel, video: torch.Tensor) -> torch.Tensor:
-    """(B, 3, T, H, W) in [-1, 1] -> latents (B, 4, T, H/8, W/8) fp32, by the frozen MoVQ encoder frame by frame."""
+    """(B, 3, T, H, W) in [-1, 1] -> latents (B, 4, T, H/8, W/8) fp32, by the frozen MoVQ encoder frame by frame.
+
+    Contiguous: ``randn_like`` draws in the input's memory layout, so cached latents (always contiguous) and fresh
+    ones must share it for a cached run to draw the same noise.
+    """
     video = video.to(movq.device, movq.dtype)
     if isinstance(movq, MoVQVideo):
-        return movq.encode(video, chunk_size=ENCODE_CHUNK).float()
+        return movq.encode(video, chunk_size=ENCODE_CHUNK).float().contiguous()
     frames = fold_frames(video)  # (B*T, 3, H, W)
     latents = torch.cat([movq.encode(chunk).latents for chunk in frames.split(ENCODE_CHUNK)])
-    return unfold_frames(latents, video.shape[2]).float()
+    return unfold_frames(latents, video.shape[2]).float().contiguous()
 
 
 def split_clip(latents: torch.Tensor, frames_between: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -135,6 +140,9 @@ class Task:
         self.config, self.pipeline, self.model = config, pipeline, model
         if pipeline is not None:  # None: a task without validation videos (movq)
             self.pipeline.set_progress_bar_config(disable=True)
+        # data.cache_dir (keyframes, interpolation only; TrainConfig checks): frozen outputs per sampled clip
+        self.cache = SampleCache(config.data.cache_dir) if config.data.cache_dir else None
+        self._identities = {}  # cache kind -> model identity, hashed once the frozen models are placed
 
     def clip_spec(self) -> ClipSpec:
         raise NotImplementedError
@@ -155,6 +163,30 @@ class Task:
                     module.to(device)
                     if name != "text_projection" and module.dtype != dtype:  # the projection stays fp32, as released
                         module.to(dtype)
+
+    def identity(self, kind: str, *modules: nn.Module, extra: object = None) -> str:
+        """The cache's model identity for ``kind`` (see :func:`~kandinsky_video.data.fingerprint`), hashed once."""
+        if kind not in self._identities:
+            self._identities[kind] = fingerprint(*modules, extra=extra)
+        return self._identities[kind]
+
+    def clip_latents(self, batch: dict) -> torch.Tensor:
+        """The batch's clips -> latents (B, 4, T, h, w) fp32 by the frozen MoVQ, or from the cache where it has them."""
+        movq, video = self.pipeline.movq, batch["video"]  # (B, 3, T, H, W)
+        if self.cache is None:
+            return encode_video(movq, video)
+        identity = self.identity("latents", movq)
+        keys = []
+        for path, frames in zip(batch["path"], batch["frames"].tolist()):
+            path = Path(path).resolve()
+            stat = path.stat()  # a re-encoded video at the same path is a new entry
+            size = list(video.shape[-2:])  # (H, W): the resolution
+            keys.append(self.cache.key(str(path), stat.st_size, stat.st_mtime_ns, frames, size, identity))
+
+        def encode(missing: list[int]) -> list[dict]:
+            return [{"latents": latents} for latents in encode_video(movq, video[missing])]
+
+        return torch.stack([row["latents"] for row in self.cache.rows("latents", keys, encode)]).to(movq.device)
 
     def use(self, module: nn.Module) -> None:
         """Put ``module`` (the trained model, or a copy with gathered weights) into the pipeline."""
@@ -183,18 +215,45 @@ class KeyframeTask(Task):
         return ClipSpec(method.num_frames, method.frame_stride, method.frame_stride)
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        latents = encode_video(self.pipeline.movq, batch["video"])  # (B, 4, T, h, w)
-        text = self.text.encode(batch["caption"], device=latents.device)
-        # Caption dropout: the released unconditional context (null embedding), so guidance has a branch to use.
-        uncond_context, uncond_mask = self.text.unconditional(text.context)
+        latents = self.clip_latents(batch)  # (B, 4, T, h, w)
+        context, mask = self.text_context(batch["caption"], latents.device)  # (B, L, D), (B, L)
+        # Caption dropout (after any cache): the released unconditional context (null embedding), shaped like the
+        # batch's context, so guidance has a branch to use.
+        uncond_context, uncond_mask = self.text.unconditional(context)
         drop = torch.rand(len(latents), device=latents.device) < self.config.keyframes.uncond_prob  # (B,)
-        context = torch.where(drop[:, None, None], uncond_context, text.context)  # (B, L, D)
-        mask = torch.where(drop[:, None], uncond_mask, text.mask)  # (B, L)
+        context = torch.where(drop[:, None, None], uncond_context, context)  # (B, L, D)
+        mask = torch.where(drop[:, None], uncond_mask, mask)  # (B, L)
         noise = torch.randn_like(latents)
         timesteps = torch.randint(0, NUM_TRAIN_TIMESTEPS, (len(latents),), device=latents.device)  # one t per video
         noisy = self.noise.add_noise(latents, noise, timesteps)
         prediction = model(noisy, timesteps, context, mask, batch["frame_positions"]).sample
         return F.mse_loss(prediction.float(), noise)
+
+    def text_context(self, captions: list[str], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Captions -> projected context (B, L, D) fp32 and mask (B, L) long, cut as released (L = longest + 1).
+
+        Cached per caption at its own length; rows past a caption's length are zeros with mask 0, so padding the
+        cached rows to the batch's longest gives what encoding the batch at once gives.
+        """
+        if self.cache is None:
+            text = self.text.encode(captions, device=device)
+            return text.context, text.mask
+        tokenizer = self.text.tokenizer
+        identity = self.identity("text", self.text.text_encoder, self.text.projection, extra=[
+            type(tokenizer).__name__, tokenizer.name_or_path, len(tokenizer), self.text.max_length])
+        keys = [self.cache.key(caption, identity) for caption in captions]
+
+        def encode(missing: list[int]) -> list[dict]:
+            text = self.text.encode([captions[index] for index in missing])
+            lengths = (text.mask.sum(dim=1) + 1).tolist()  # each caption's own cut length
+            return [{"context": context[:length], "mask": mask[:length]}
+                    for context, mask, length in zip(text.context, text.mask, lengths)]
+
+        rows = self.cache.rows("text", keys, encode)
+        length = max(len(row["mask"]) for row in rows)
+        context = torch.stack([F.pad(row["context"], (0, 0, 0, length - len(row["context"]))) for row in rows])
+        mask = torch.stack([F.pad(row["mask"], (0, length - len(row["mask"]))) for row in rows])
+        return context.to(device), mask.to(device)
 
     def export(self, module: KandinskyVideoUNet, folder: Path) -> Path:
         module.save_temporal(folder / "unet_temporal")
@@ -238,7 +297,7 @@ class InterpolationTask(Task):
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         method = self.config.interpolation
-        keyframes, target = split_clip(encode_video(self.pipeline.movq, batch["video"]), method.frames_between)
+        keyframes, target = split_clip(self.clip_latents(batch), method.frames_between)
         batch_size, device = len(target), target.device
         noise = torch.randn_like(target)
         timesteps = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch_size,), device=device)
@@ -281,11 +340,15 @@ class DecoderTask(Task):
         # A frozen copy encodes: the trained module then only ever decodes, so any sharding of it stays simple.
         self.encoder = copy.deepcopy(movq).requires_grad_(False).eval()
         movq.freeze_image_layers(train_decoder=method.train_decoder)
+        # Frozen perceptual loss from the user's weights (none ship with the package); fp32 whatever the precision.
+        self.lpips = load_lpips(method.lpips_weights) if method.lpips_weights else None
         super().__init__(config, pipeline, movq)
 
     def place(self, device: torch.device, dtype: torch.dtype, validating: bool) -> None:
         super().place(device, dtype, validating)
         self.encoder.to(device, dtype)
+        if self.lpips is not None:
+            self.lpips.to(device)
 
     def clip_spec(self) -> ClipSpec:
         return ClipSpec(self.config.decoder.num_frames)
@@ -293,8 +356,14 @@ class DecoderTask(Task):
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         video = batch["video"]  # (B, 3, T, H, W) in [-1, 1]
         reconstruction = model(encode_video(self.encoder, video))  # all T frames decoded jointly
-        distance = F.l1_loss if self.config.decoder.loss == "l1" else F.mse_loss
-        return distance(reconstruction.float(), video.float())
+        method = self.config.decoder
+        distance = F.l1_loss if method.loss == "l1" else F.mse_loss
+        loss = distance(reconstruction.float(), video.float())
+        if self.lpips is not None:
+            # frame by frame: (B*T, 3, H, W) pairs -> (B*T,) distances
+            perceptual = self.lpips(fold_frames(reconstruction.float()), fold_frames(video.float()))
+            loss = loss + method.lpips_weight * perceptual.mean()
+        return loss
 
     def export(self, module: MoVQVideo, folder: Path) -> Path:
         module.save_pretrained(folder / "movq")
