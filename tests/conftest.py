@@ -41,3 +41,13 @@ def per_frame(unet, video: torch.Tensor, timestep, context, mask) -> torch.Tenso
 def plain_config(config) -> dict:
     """A model config as JSON would hold it (tuples as lists, private entries dropped), for equality checks."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items() if not k.startswith("_")}
+
+
+def fixed_loss(task, batch) -> float:
+    """A training task's loss averaged over 8 fixed random draws (t, noise, ...): comparable between weights."""
+    losses = []
+    with torch.no_grad():
+        for seed in range(8):
+            torch.manual_seed(seed)
+            losses.append(task.loss(task.model, batch))
+    return torch.stack(losses).mean().item()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import fixed_loss
 
 from kandinsky_video import KandinskyVideoInterpolationUNet
 from kandinsky_video.data import ClipKey, TextVideoDataset, collate_clips, load_records
@@ -43,19 +44,10 @@ def test_whole_model_trains_and_loss_falls(overfit):
     dataset = TextVideoDataset(load_records(config.data.source), task.clip_spec(), config.data.resolution)
     batch = collate_clips([dataset[ClipKey(0, (0, position))] for position in range(4)])
 
-    def fixed_loss() -> float:
-        """The training loss averaged over 8 fixed draws of (t, noise, perturbation): comparable between weights."""
-        losses = []
-        with torch.no_grad():
-            for seed in range(8):
-                torch.manual_seed(seed)
-                losses.append(task.loss(task.model, batch))
-        return torch.stack(losses).mean().item()
-
-    before, initial = fixed_loss(), {key: value.clone() for key, value in task.model.state_dict().items()}
+    before, initial = fixed_loss(task, batch), {key: value.clone() for key, value in task.model.state_dict().items()}
     trained = KandinskyVideoInterpolationUNet.from_pretrained(export / "interpolation_unet").state_dict()
     task.model.load_state_dict(trained)
-    assert fixed_loss() < 0.9 * before
+    assert fixed_loss(task, batch) < 0.9 * before
     # The whole U-Net trains, except what only feeds the query side of attention over the one-token null context
     # (softmax over a single unmasked token is 1, so the output ignores the query): q, k and the cross-attention
     # blocks' input norms.

@@ -5,6 +5,7 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
+from conftest import fixed_loss
 from safetensors.torch import load_file
 
 from kandinsky_video import KandinskyVideoPipeline
@@ -36,16 +37,6 @@ def overfit(videos, tmp_path_factory):
         "run.validation_keyframes=2", "run.export_pipeline=true",
     ])
     return config, train(config)
-
-
-def fixed_loss(task, batch) -> float:
-    """The training loss averaged over 8 fixed draws of (t, noise): comparable between weights."""
-    losses = []
-    with torch.no_grad():
-        for seed in range(8):
-            torch.manual_seed(seed)
-            losses.append(task.loss(task.model, batch))
-    return torch.stack(losses).mean().item()
 
 
 def test_only_temporal_weights_change(overfit):
