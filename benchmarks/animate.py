@@ -1,9 +1,10 @@
-"""Frames per second of the animation engine without an image model: the warps alone, and the whole render loop with
-instant fake text-to-image / image-to-image callables, to show the warp is not the bottleneck.
+"""Frames per second of the animation engine: the warps alone, the render loop with instant fake text-to-image /
+image-to-image callables (the warp is not the bottleneck), and ``animate`` with a real model (the demo by default).
 
-    python benchmarks/animate.py [--size 512] [--frames 48] [--threads 2]
+    python benchmarks/animate.py [--size 512] [--frames 48] [--threads 1] [--model demo] [--strip docs/animation.png]
 
-Prints a markdown table (rows: what was timed, frames/s, ms/frame).
+Prints a markdown table (rows: what was timed, frames/s, ms/frame). The model rows run at the model's own size and
+steps (the demo: 64x64, 50 steps for the first frame); ``--strip`` saves frames of the cadence-2 demo animation.
 """
 
 import argparse
@@ -58,16 +59,52 @@ def render_rates(size: int, frames: int) -> dict[str, float]:
     return rates
 
 
+def model_rates(model: str, frames: int, strip: str | None) -> dict[str, float]:
+    """``animate`` as the command runs it: the first frame by text-to-image, then warp + image-to-image."""
+    from kandinsky_video.animation.kandinsky import kandinsky_callables
+    from kandinsky_video.pipelines.loading import generation_defaults, load_image_pipeline
+
+    defaults = generation_defaults(model)
+    size, steps = defaults.get("height", 512), defaults.get("num_inference_steps", 50)
+    pipeline = load_image_pipeline(model, torch.float32, "cpu")
+    pipeline.set_progress_bar_config(disable=True)
+    text_to_image, image_to_image = kandinsky_callables(pipeline, size, size, steps,
+                                                        defaults.get("image_guidance_scale", 3.0))
+    rates = {}
+    for cadence in (1, 2):
+        spec = AnimationSpec(prompts=["a red circle on a gray background"], durations=[(frames - 1) / 12], fps=12,
+                             width=size, height=size, cadence=cadence, animation_mode="3D", motion_presets=["zoomin"],
+                             seed=0)
+        made = []
+        start = time.perf_counter()
+        count = render_animation(spec, text_to_image, image_to_image, made.append, progress=False)
+        rates[f"animate, model {model} ({size}x{size}, {steps} steps), 3D zoomin (constant depth), cadence {cadence}"] = (
+            count / (time.perf_counter() - start))
+    if strip:
+        from PIL import Image
+
+        picks = np.linspace(0, len(made) - 1, 8).round().astype(int)
+        row = (np.clip(np.concatenate([made[i] for i in picks], axis=1), 0, 1) * 255).round().astype(np.uint8)
+        image = Image.fromarray(row)
+        image.resize((image.width * 2, image.height * 2), Image.NEAREST).save(strip)
+        print(f"strip: {strip} (frames {', '.join(map(str, picks))} of {len(made)})")
+    return rates
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", type=int, default=512, help="frame width and height")
     parser.add_argument("--frames", type=int, default=48, help="frames timed per row")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--model", default="demo", help="model for the animate rows ('none' skips them)")
+    parser.add_argument("--strip", help="save a PNG strip of the model's animation frames here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
 
     rates = {**warp_rates(args.size, args.frames), **render_rates(args.size, args.frames)}
+    if args.model != "none":
+        rates.update(model_rates(args.model, args.frames, args.strip))
     print(f"{args.size}x{args.size}, {args.frames} frames per row, torch {torch.__version__}, "
           f"{args.threads} CPU thread(s)\n")
     print("| what | frames/s | ms/frame |\n|---|---|---|")

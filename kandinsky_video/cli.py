@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from .animation.spec import MOTION_PRESETS
+from .demo import DEMO
 from .evaluation.cli import add_eval_parser
 from .training.cli import add_train_parser
 from .pipelines.pipeline_kandinsky_video import PRESETS
@@ -45,16 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("-o", "--output", help="output file (.mp4 or .gif)")
     generate.add_argument("--prompts", help="a text file with one prompt per line (use with --out-dir)")
     generate.add_argument("--out-dir", help="folder for the videos of --prompts (numbered .mp4 files)")
-    generate.add_argument("--model", required=True, help="pipeline folder (model_index.json) or hub id")
-    generate.add_argument("--preset", default="low", choices=sorted(PRESETS), help="low: keyframes; medium/high: 1/2 interpolation passes")
+    generate.add_argument("--model", required=True, help="pipeline folder (model_index.json), hub id, or demo (the "
+                          "tiny shipped model: runs on a CPU)")
+    generate.add_argument("--preset", choices=sorted(PRESETS),
+                          help="low: keyframes; medium/high: 1/2 interpolation passes (default: the model's, else low)")
     generate.add_argument("--negative-prompt")
     generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--height", type=int, default=512)
-    generate.add_argument("--width", type=int, default=512)
-    generate.add_argument("--keyframes", type=int, default=15, help="number of keyframes (15 released)")
-    generate.add_argument("--steps", type=int, default=50)
-    generate.add_argument("--guidance-scale", type=float, default=5.0, help="w in (1+w)*cond - w*uncond")
-    generate.add_argument("--interpolation-guidance-scale", type=float, default=0.25)
+    generate.add_argument("--height", type=int, help="multiple of 64 (default: the model's, else 512)")
+    generate.add_argument("--width", type=int, help="multiple of 64 (default: the model's, else 512)")
+    generate.add_argument("--keyframes", type=int, help="number of keyframes (default: the model's, else 15 as released)")
+    generate.add_argument("--steps", type=int, help="keyframe diffusion steps (default: the model's, else 50)")
+    generate.add_argument("--interpolation-steps", type=int, help="interpolation diffusion steps (default: --steps)")
+    generate.add_argument("--guidance-scale", type=float, help="w in (1+w)*cond - w*uncond (default: the model's, else 5)")
+    generate.add_argument("--interpolation-guidance-scale", type=float, help="(default: the model's, else 0.25)")
     generate.add_argument("--fps", type=float, help="override the frame rate (default: real-time motion)")
     generate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     generate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
@@ -68,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="Runs on the frozen Kandinsky 3.0 U-Net and MoVQ of a video model folder.")
     image.add_argument("prompt")
     image.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
-    image.add_argument("--model", required=True, help="pipeline folder or hub id")
+    image.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
     image.add_argument("--init", help="input image: image-to-image (or the image to inpaint with --mask)")
     image.add_argument("--strength", type=float, default=0.3, help="denoising strength: the fraction of the schedule "
                        "re-run (0.3 keeps most of --init, 1.0 ignores it)")
@@ -76,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("--dilate-mask", action="store_true", help="grow the mask as the released example does")
     image.add_argument("--negative-prompt")
     image.add_argument("--seed", type=int, default=0)
-    image.add_argument("--height", type=int, default=512)
-    image.add_argument("--width", type=int, default=512)
-    image.add_argument("--steps", type=int, default=50)
-    image.add_argument("--guidance-scale", type=float, help="w in (1+w)*cond - w*uncond (3.0; 4.0 inpainting)")
+    image.add_argument("--height", type=int, help="multiple of 64 (default: the model's, else 512)")
+    image.add_argument("--width", type=int, help="multiple of 64 (default: the model's, else 512)")
+    image.add_argument("--steps", type=int, help="diffusion steps (default: the model's, else 50)")
+    image.add_argument("--guidance-scale", type=float,
+                       help="w in (1+w)*cond - w*uncond (default: the model's, else 3.0; 4.0 inpainting)")
     image.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     image.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     image.set_defaults(run=run_image)
@@ -100,12 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "a number or a schedule (default 0.13)")
     animate.add_argument("--cadence", type=int, help="diffuse every N-th frame (default 2)")
     animate.add_argument("--fps", type=float)
-    animate.add_argument("--size", type=int, help="height = width (multiple of 64)")
+    animate.add_argument("--size", type=int, help="height = width, a multiple of 64 (default: the spec's, else the "
+                         "model's, else 512)")
     animate.add_argument("--seed", type=int)
     animate.add_argument("-o", "--output", required=True, help="output .mp4")
-    animate.add_argument("--model", required=True, help="pipeline folder or hub id")
-    animate.add_argument("--steps", type=int, default=50, help="diffusion steps of a full text-to-image")
-    animate.add_argument("--guidance-scale", type=float, default=3.0)
+    animate.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
+    animate.add_argument("--steps", type=int, help="diffusion steps of a full text-to-image (default: the model's, else 50)")
+    animate.add_argument("--guidance-scale", type=float, help="(default: the model's, else 3.0)")
     animate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     animate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     animate.set_defaults(run=run_animate)
@@ -115,10 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     app = commands.add_parser("app", help="a local web app (text to video, image) in the browser",
                               description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")
-    app.add_argument("--model", required=True, help="pipeline folder or hub id")
+    app.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to your network)")
     app.add_argument("--port", type=int, help="port (default: Gradio's first free one from 7860)")
-    app.add_argument("--size", type=int, default=512, help="default height and width in the page")
+    app.add_argument("--size", type=int, help="default height and width in the page (default: the model's, else 512)")
     app.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     app.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     app.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
@@ -149,20 +155,17 @@ def run_generate(args: argparse.Namespace) -> None:
     from .pipelines.loading import load_pipeline
 
     jobs = generation_jobs(args)
-    if args.device == "cpu":
+    if args.device == "cpu" and args.model != DEMO:
         logging.getLogger("kandinsky_video").warning("running on the CPU: full-size models take hours; use a GPU")
+    settings = video_settings(args)
     pipeline = load_pipeline(args.model, DTYPES[args.dtype], args.device, args.offload)
     if args.compile:
         for unet in (pipeline.unet, pipeline.interpolation_unet):
             if unet is not None:
                 unet.compile()
     for index, (prompt, path) in enumerate(jobs):
-        result = pipeline(
-            prompt, negative_prompt=args.negative_prompt, height=args.height, width=args.width, preset=args.preset,
-            num_keyframes=args.keyframes, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-            interpolation_guidance_scale=args.interpolation_guidance_scale, decode_chunk_size=args.decode_chunk_size,
-            generator=torch.Generator("cpu").manual_seed(args.seed + index),
-        )
+        result = pipeline(prompt, negative_prompt=args.negative_prompt, decode_chunk_size=args.decode_chunk_size,
+                          generator=torch.Generator("cpu").manual_seed(args.seed + index), **settings)
         write_video(result.frames[0], path, args.fps or result.fps)
         print(f"wrote {path} ({result.frames.shape[1]} frames, {args.fps or result.fps:g} fps, seed {args.seed + index})")
 
@@ -182,19 +185,21 @@ def run_image(args: argparse.Namespace) -> None:
             if not Path(path).is_file():
                 raise FileNotFoundError(f"{path} does not exist")
             inputs[name] = Image.open(path).convert("RGB" if name == "image" else "L")
+    settings = image_settings(args, ("height", "width"))
     pipeline = load_image_pipeline(args.model, DTYPES[args.dtype], args.device, inpainting=bool(args.mask))
     images = pipeline(
         args.prompt, negative_prompt=args.negative_prompt, strength=args.strength, dilate_mask=args.dilate_mask,
-        height=args.height, width=args.width, num_inference_steps=args.steps, guidance_scale=args.guidance_scale,
-        generator=torch.Generator("cpu").manual_seed(args.seed), **inputs,
+        height=settings["height"], width=settings["width"], num_inference_steps=settings["steps"],
+        guidance_scale=settings["guidance_scale"], generator=torch.Generator("cpu").manual_seed(args.seed), **inputs,
     ).images
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     images[0].save(args.output)
     print(f"wrote {args.output} ({images[0].width}x{images[0].height}, seed {args.seed})")
 
 
-def animation_spec(args: argparse.Namespace):
-    """The spec file (if any) overridden by the flags; every value is validated by AnimationSpec."""
+def animation_spec(args: argparse.Namespace, size: int | None = None):
+    """The spec file (if any) overridden by the flags; ``size`` (the model's) where neither sets one. Every value is
+    validated by AnimationSpec."""
     import yaml
 
     from .animation import AnimationSpec
@@ -204,6 +209,9 @@ def animation_spec(args: argparse.Namespace):
         if not Path(args.spec).is_file():
             raise FileNotFoundError(f"animation spec {args.spec} does not exist")
         settings = yaml.safe_load(Path(args.spec).read_text()) or {}
+    if size is not None:
+        settings.setdefault("width", size)
+        settings.setdefault("height", size)
     if args.prompt:
         settings["prompts"] = args.prompt
         settings["durations"] = args.duration or [4.0] * len(args.prompt)
@@ -231,12 +239,14 @@ def run_animate(args: argparse.Namespace) -> None:
     from .animation.kandinsky import kandinsky_callables
     from .pipelines.loading import load_image_pipeline
 
-    spec = animation_spec(args)
+    settings = image_settings(args, ("size",))
+    spec = animation_spec(args, settings["size"])
     if spec.width % 64 or spec.height % 64:
         raise ValueError(f"animation size {spec.width}x{spec.height} must be multiples of 64 (use --size)")
     depth = TransformersDepth(args.depth, device=args.device) if args.depth else None
     pipeline = load_image_pipeline(args.model, DTYPES[args.dtype], args.device)
-    text_to_image, image_to_image = kandinsky_callables(pipeline, spec.height, spec.width, args.steps, args.guidance_scale)
+    text_to_image, image_to_image = kandinsky_callables(pipeline, spec.height, spec.width, settings["steps"],
+                                                        settings["guidance_scale"] or 3.0)
     with Mp4Writer(args.output, fps=spec.fps) as writer:
         frames = render_animation(spec, text_to_image, image_to_image, writer, depth=depth)
     print(f"wrote {args.output} ({frames} frames, {spec.fps:g} fps)")
@@ -248,6 +258,33 @@ def run_app(args: argparse.Namespace) -> None:
     except ImportError as error:
         raise ValueError(f"the web app needs Gradio ({error}); install it with pip install -e '.[app]'") from error
     launch(args.model, args.host, args.port, args.device, DTYPES[args.dtype], args.share, args.size)
+
+
+VIDEO_FLAGS = {"preset": "preset", "height": "height", "width": "width", "keyframes": "num_keyframes",
+               "steps": "num_inference_steps", "interpolation_steps": "interpolation_steps",
+               "guidance_scale": "guidance_scale", "interpolation_guidance_scale": "interpolation_guidance_scale"}
+
+
+def video_settings(args: argparse.Namespace) -> dict:
+    """Pipeline arguments: the flags given, else the model folder's ``generation_defaults.json``, else the call's."""
+    from .pipelines.loading import IMAGE_ONLY_SETTINGS, generation_defaults
+
+    settings = {k: v for k, v in generation_defaults(args.model).items() if k not in IMAGE_ONLY_SETTINGS}
+    settings.update({VIDEO_FLAGS[flag]: getattr(args, flag) for flag in VIDEO_FLAGS if getattr(args, flag) is not None})
+    return settings
+
+
+def image_settings(args: argparse.Namespace, size_flags: tuple[str, ...]) -> dict:
+    """Size, steps and guidance for the image modes: the flags given, else the model folder's defaults."""
+    from .pipelines.loading import generation_defaults
+
+    defaults = generation_defaults(args.model)
+    given = {"steps": args.steps, "guidance_scale": args.guidance_scale}
+    given.update({name: getattr(args, name) for name in size_flags})
+    fallback = {"steps": defaults.get("num_inference_steps", 50), "guidance_scale": defaults.get("image_guidance_scale"),
+                "height": defaults.get("height", 512), "width": defaults.get("width", 512),
+                "size": defaults.get("height")}
+    return {name: fallback[name] if value is None else value for name, value in given.items()}
 
 
 def generation_jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:

@@ -3,15 +3,18 @@
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
 from diffusers import VQModel
+from safetensors import safe_open
 
-from kandinsky_video.demo.recipe import STAGES, export_of, run_recipe
+from kandinsky_video.demo.recipe import GENERATION, SAMPLE_RANGE, STAGES, export_of, run_recipe, ship
 from kandinsky_video.demo.world import Scene, write_world
 from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
+from kandinsky_video.pipelines.loading import generation_defaults
 from kandinsky_video.testing import tiny_tokenizer
 from kandinsky_video.training import TextToImageModel, load_config, train
 from kandinsky_video.training.tasks import size_config
@@ -49,6 +52,16 @@ def test_movq_learns_to_reconstruct_and_exports_a_vqmodel(movq_run, world):
     assert movq.config.norm_type == "spatial"
     frames = torch.rand(1, 3, 64, 64) * 2 - 1
     assert movq.decode(movq.encode(frames).latents, force_not_quantize=True).sample.shape == frames.shape
+
+
+def test_cosine_learning_rate_schedule(world, tmp_path):
+    config = load_config("movq", None, [f"data.source={world}", f"run.output_dir={tmp_path}", "model=tiny",
+                                        "optim.steps=8", "optim.batch_size=2", "optim.lr=1e-3", "optim.warmup_steps=2",
+                                        "optim.lr_schedule=cosine", *COMMON])
+    train(config)
+    rates = [json.loads(line)["lr"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert rates[1] == pytest.approx(1e-3)  # the end of warm-up
+    assert all(later < earlier for earlier, later in zip(rates[1:], rates[2:])) and rates[-1] < 0.1e-3
 
 
 def test_training_text_path_equals_the_pipeline_encoder():
@@ -140,6 +153,20 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
     video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="medium",
                      num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert video.frames.shape == (1, 3, 64, 64, 3)  # 2 keyframes + 1 interpolated frame
+    assert pipeline.scheduler.config.sample_range == pipeline.interpolation_scheduler.config.sample_range == SAMPLE_RANGE
+
+    # Shipping: an fp16 copy (half the bytes) with the generation defaults, loading back in fp32 to the same video.
+    shipped = ship(out, tmp_path / "shipped")
+    assert generation_defaults(shipped) == GENERATION
+    for name in ("unet", "interpolation_unet", "movq"):  # (T5's `wo` and the text projection stay fp32, by design)
+        with safe_open(shipped / name / "diffusion_pytorch_model.safetensors", "pt") as weights:
+            assert {weights.get_slice(key).get_dtype() for key in weights.keys()} == {"F16"}, name
+    reloaded = KandinskyVideoPipeline.from_pretrained(shipped, dtype=torch.float32)
+    reloaded.set_progress_bar_config(disable=True)
+    again = reloaded("a red circle moving right on a black background", height=64, width=64, preset="medium",
+                     num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
+    difference = np.abs(again.frames - video.frames)
+    assert difference.mean() < 0.005 and difference.max() < 0.05  # fp16 rounding of the weights, nothing more
 
     second = run_recipe(out, max_steps_scale=0.5, configs=configs, data=world)
     assert second.trained == [] and second.skipped == list(STAGES)

@@ -92,6 +92,17 @@ def test_thresholding_is_per_frame():
     torch.testing.assert_close(out[1], torch.ones(4, 2, 2))
 
 
+def test_thresholding_with_a_wider_latent_range():
+    """sample_range r: x0 inside [-r, r] is kept (r = 1 would have shrunk it); beyond, it is scaled back to r."""
+    x0 = torch.stack([torch.linspace(-1.8, 1.8, 16), torch.linspace(-9.0, 9.0, 16)]).reshape(2, 4, 2, 2)
+    out = dynamic_threshold(x0, 1.0, sample_range=2.0)
+    torch.testing.assert_close(out[0], x0[0])
+    torch.testing.assert_close(out[1], x0[1] * 2.0 / 9.0)
+    assert dynamic_threshold(x0, 1.0)[0].abs().max() == 1.0
+    with pytest.raises(ValueError, match="sample_range"):
+        KandinskyVideoScheduler(sample_range=0.0)
+
+
 def test_guidance_formula():
     cond, uncond = torch.tensor([2.0]), torch.tensor([1.0])
     assert classifier_free_guidance(cond, uncond, 5.0).item() == 6 * 2 - 5 * 1

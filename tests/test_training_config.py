@@ -51,6 +51,7 @@ def test_overrides_are_typed_and_saved_config_loads_back(tmp_path):
     ("optim.steps=0", r"optim.steps=0 must be > 0"),
     ("optim.mixed_precision=bf32", r"choose one of \('no', 'bf16', 'fp16'\)"),
     ("optim.ema_decay=1.5", r"optim.ema_decay=1.5 must be in \[0, 1\)"),
+    ("optim.lr_schedule=linear", r"choose one of \('constant', 'cosine'\)"),
     ("data.resolution=100", "multiple of 8"),
     ("data.resolution=96", "U-Nets need a multiple of 64"),
     ("keyframes.uncond_prob=2", "probability"),

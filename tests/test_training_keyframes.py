@@ -1,5 +1,6 @@
 """Keyframe trainer on tiny models and a tiny moving-square clip (CPU): what trains, loss, export, exact resume."""
 
+import json
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -9,6 +10,8 @@ from conftest import fixed_loss
 from safetensors.torch import load_file
 
 from kandinsky_video import KandinskyVideoPipeline
+from kandinsky_video.models import KandinskyVideoUNet
+from kandinsky_video.models.unet_keyframe import TEMPORAL_CONFIG_NAME
 from kandinsky_video.data import ClipKey, TextVideoDataset, collate_clips, load_records
 from kandinsky_video.data.synthetic import write_square_videos
 from kandinsky_video.testing import tiny_pipeline
@@ -108,3 +111,30 @@ def test_stopped_and_resumed_run_ends_with_the_same_weights(videos, tmp_path):
     live = load_file(tmp_path / "a" / "checkpoints" / "checkpoint-00000004" / "trainable_0.safetensors")
     assert set(ema) == set(live) and not all(torch.equal(ema[key], live[key]) for key in ema)
     assert resumed == tmp_path / "b" / "export"
+
+
+def test_temporal_architecture_is_chosen_in_the_config(videos, tmp_path):
+    """keyframes.temporal_placement / temporal_conv build fresh temporal layers of that kind on the frozen spatial
+    U-Net; the export records them, so assembling from Kandinsky 3.0 rebuilds the same architecture."""
+    config = load_config("keyframes", CONFIG, [
+        f"data.source={videos}", "run.report_to=[]", f"run.output_dir={tmp_path}", "optim.steps=2",
+        "keyframes.temporal_placement=layers", "keyframes.temporal_conv=3d"])
+    task = make_task(config)
+    unet = task.model
+    assert (unet.config.temporal_placement, unet.config.temporal_conv) == ("layers", "3d")
+    base = tiny_pipeline().unet  # what model=tiny starts from (same seed): released placement
+    assert base.config.temporal_placement == "blocks"
+    assert all(torch.equal(unet.spatial.state_dict()[k], v) for k, v in base.spatial.state_dict().items())
+    assert all(not p.requires_grad for p in unet.spatial.parameters())
+
+    export = train(config)
+    saved = json.loads((export / "unet_temporal" / TEMPORAL_CONFIG_NAME).read_text())
+    assert (saved["temporal_placement"], saved["temporal_conv"]) == ("layers", "3d")
+    rebuilt = KandinskyVideoUNet.from_kandinsky3(base.spatial, temporal_placement="layers", temporal_conv="3d")
+    rebuilt.load_temporal(export / "unet_temporal")
+    trained = load_file(export / "unet_temporal" / "temporal.safetensors")
+    assert trained.keys() == rebuilt.temporal_state_dict().keys()
+    assert all(torch.equal(trained[k], v) for k, v in rebuilt.temporal_state_dict().items())
+
+    with pytest.raises(ValueError, match="choose one of"):
+        load_config("keyframes", CONFIG, ["keyframes.temporal_placement=everywhere"])

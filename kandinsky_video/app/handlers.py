@@ -18,7 +18,7 @@ from PIL import Image
 from ..animation import AnimationSpec, Mp4Writer, render_animation
 from ..animation.kandinsky import kandinsky_callables
 from ..pipelines.export import write_video
-from ..pipelines.loading import inpainting_components, load_pipeline
+from ..pipelines.loading import generation_defaults, inpainting_components, load_pipeline
 from ..pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from ..pipelines.pipeline_kandinsky_video import PRESETS
 
@@ -41,6 +41,7 @@ class ModelHolder:
 
     def __init__(self, model: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
         self.model, self.device, self.dtype = model, device, dtype
+        self.defaults = generation_defaults(model)  # what the model folder recommends (the demo: 64x64, ...)
         self.lock = threading.Lock()
         self._video = None
         self._image = None
@@ -176,8 +177,8 @@ def image(
             raise ValueError("This model has no inpainting weights; convert kandinsky3_inpainting.pt into it first.")
         picture = pipeline(
             prompt, negative_prompt=negative_prompt or None, strength=float(strength), height=height, width=width,
-            num_inference_steps=steps, guidance_scale=guidance_scale, generator=torch.Generator("cpu").manual_seed(seed),
-            **inputs,
+            num_inference_steps=steps, generator=torch.Generator("cpu").manual_seed(seed), **inputs,
+            guidance_scale=guidance_scale if guidance_scale is not None else holder.defaults.get("image_guidance_scale"),
         ).images[0]
     path = outputs.path(".png")
     picture.save(path)
@@ -219,7 +220,8 @@ def animate(
         raise ValueError(f"The animation has {spec.num_frames} frames; the limit is {limits.max_frames}.")
     path = outputs.path(".mp4")
     with holder.lock:
-        text_to_image, image_to_image = kandinsky_callables(holder.image, height, width, check_steps(steps, limits))
+        text_to_image, image_to_image = kandinsky_callables(holder.image, height, width, check_steps(steps, limits),
+                                                            holder.defaults.get("image_guidance_scale", 3.0))
         with Mp4Writer(path, fps=spec.fps) as writer:
             render_animation(spec, text_to_image, image_to_image, writer, progress=False)
     return str(path), spec.seed

@@ -36,7 +36,11 @@ def split_editor(value: dict | None) -> tuple[np.ndarray | None, np.ndarray | No
     return background, (mask > 0).astype(np.uint8) * 255 if mask is not None and mask.any() else None
 
 
-def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), size: int = 512) -> gr.Blocks:
+def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), size: int | None = None) -> gr.Blocks:
+    """The page; its initial values are the model folder's generation defaults where it has them (the demo's)."""
+    defaults = {"height": 512, "preset": "low", "num_keyframes": 15, "num_inference_steps": 50, "guidance_scale": 5.0,
+                "interpolation_guidance_scale": 0.25, **holder.defaults}
+    size = size or defaults["height"]
     # delete_cache: Gradio's own copies of served files go after an hour (checked every 10 minutes).
     with gr.Blocks(title="Kandinsky Video", delete_cache=(600, 3600)) as app:
         gr.Markdown(f"# Kandinsky Video\nModel: `{holder.model}` on {holder.device}. One generation runs at a time.")
@@ -48,11 +52,11 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
                     with gr.Row():
                         height = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Height")
                         width = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Width")
-                    preset = gr.Radio(list(PRESETS), value="low", label="Preset (low: keyframes; medium / high: interpolated)")
-                    keyframes = gr.Slider(2, 32, value=15, step=1, label="Keyframes")
-                    steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps")
-                    guidance = gr.Slider(0, 15, value=5.0, step=0.25, label="Guidance scale (keyframes)")
-                    interpolation_guidance = gr.Slider(0, 5, value=0.25, step=0.05, label="Guidance scale (interpolation)")
+                    preset = gr.Radio(list(PRESETS), value=defaults["preset"], label="Preset (low: keyframes; medium / high: interpolated)")
+                    keyframes = gr.Slider(2, 32, value=defaults["num_keyframes"], step=1, label="Keyframes")
+                    steps = gr.Slider(1, limits.max_steps, value=defaults["num_inference_steps"], step=1, label="Steps")
+                    guidance = gr.Slider(0, 15, value=defaults["guidance_scale"], step=0.25, label="Guidance scale (keyframes)")
+                    interpolation_guidance = gr.Slider(0, 5, value=defaults["interpolation_guidance_scale"], step=0.05, label="Guidance scale (interpolation)")
                     seed = gr.Textbox(label="Seed (empty: random)")
                     fps = gr.Number(label="Frame rate (0: real-time motion)", value=0)
                     with gr.Row():
@@ -88,7 +92,7 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
                     cadence = gr.Slider(1, 8, value=2, step=1, label="Cadence (diffuse every N-th frame)")
                     animation_fps = gr.Slider(1, 30, value=12, step=1, label="Frames per second")
                     animation_size = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Size")
-                    animation_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps (full text-to-image)")
+                    animation_steps = gr.Slider(1, limits.max_steps, value=defaults["num_inference_steps"], step=1, label="Steps (full text-to-image)")
                     animation_seed = gr.Textbox(label="Seed (empty: random)")
                     animation_run = gr.Button("Animate", variant="primary")
                 with gr.Column():
@@ -113,7 +117,7 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
                     with gr.Row():
                         image_height = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Height")
                         image_width = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Width")
-                    image_steps = gr.Slider(1, limits.max_steps, value=50, step=1, label="Steps")
+                    image_steps = gr.Slider(1, limits.max_steps, value=defaults["num_inference_steps"], step=1, label="Steps")
                     image_seed = gr.Textbox(label="Seed (empty: random)")
                     image_run = gr.Button("Generate", variant="primary")
                 with gr.Column():
@@ -134,7 +138,7 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
 
 
 def launch(model: str, host: str = "127.0.0.1", port: int | None = None, device: str = "cpu", dtype=None,
-           share: bool = False, size: int = 512) -> None:
+           share: bool = False, size: int | None = None) -> None:
     """Start the app; it binds to the loopback interface unless told otherwise and never shares by default."""
     import torch
 

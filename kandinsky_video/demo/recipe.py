@@ -10,26 +10,37 @@ each with ``configs/demo/<stage>.yaml`` plus the paths the recipe fills in:
     decoder         MoVQ Video on the base's MoVQ         -> <out>/decoder/export/movq
 
 A stage whose export holds exactly the config it would run with is skipped; an interrupted stage resumes from its
-newest checkpoint (the training loop does that). The assembled pipeline is ``<out>/pipeline``; the shipped demo model
-will live in ``kandinsky_video/demo/weights/`` (:data:`WEIGHTS`), which this module never writes.
+newest checkpoint (the training loop does that). The assembled pipeline is ``<out>/pipeline`` (fp32, with the
+sampling settings below); :func:`ship` writes its fp16 copy to ``kandinsky_video/demo/weights/``, the demo model.
 """
 
 import argparse
+import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from ..pipelines.loading import GENERATION_DEFAULTS_NAME
 from ..training import train
 from ..training.config import TrainConfig, config_yaml, load_config
+from . import WEIGHTS
 from .world import all_scenes, write_world
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("movq", "text_to_image", "keyframes", "interpolation", "decoder")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # in a source checkout
-WEIGHTS = Path(__file__).resolve().parent / "weights"  # where the shipped demo pipeline will go
+# The demo MoVQ's latents reach ~2 (98th percentile 1.6-1.8), not Kandinsky 3.0's ~1: thresholding at 1 dims colours.
+SAMPLE_RANGE = 2.0
+# How the demo is meant to be sampled (benchmarks/demo_quality.py measured these; docs/demo.md): 5 keyframes at
+# 2 fps, one k=10 pass -> 41 frames at 22 fps; low guidance (a model this small overshoots at the released 5).
+GENERATION = {"height": 64, "width": 64, "preset": "medium", "num_keyframes": 5, "num_inference_steps": 50,
+              "interpolation_steps": 50, "guidance_scale": 3.0, "interpolation_guidance_scale": 0.25,
+              "image_guidance_scale": 3.0}
 
 
 @dataclass
@@ -125,15 +136,32 @@ def assemble_pipeline(out: str | os.PathLike) -> Path:
     pipeline.unet.load_temporal(export_of(out, "keyframes"))
     pipeline.register_modules(
         interpolation_unet=KandinskyVideoInterpolationUNet.from_pretrained(export_of(out, "interpolation")),
-        interpolation_scheduler=KandinskyVideoScheduler(prediction_type="v_prediction"),
+        scheduler=KandinskyVideoScheduler(sample_range=SAMPLE_RANGE),
+        interpolation_scheduler=KandinskyVideoScheduler(prediction_type="v_prediction", sample_range=SAMPLE_RANGE),
         movq=load_movq(export_of(out, "decoder")),
     )
-    final, partial = out / "pipeline", out / ".partial-pipeline"
+    return save_pipeline(pipeline, out / "pipeline")
+
+
+def save_pipeline(pipeline, folder: Path) -> Path:
+    """``save_pretrained`` plus the demo's generation defaults, into a hidden folder renamed into place when done."""
+    partial = folder.with_name(f".partial-{folder.name}")
     shutil.rmtree(partial, ignore_errors=True)
     pipeline.save_pretrained(partial)
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(partial, final)
-    return final
+    (partial / GENERATION_DEFAULTS_NAME).write_text(json.dumps(GENERATION, indent=2) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+    return folder
+
+
+def ship(out: str | os.PathLike, target: str | os.PathLike = WEIGHTS) -> Path:
+    """The assembled ``<out>/pipeline`` in fp16 (half the bytes; loaded back in the caller's dtype) at ``target``."""
+    from ..pipelines import KandinskyVideoPipeline
+
+    source = Path(out) / "pipeline"
+    if not (source / "model_index.json").is_file():
+        raise FileNotFoundError(f"{source} is not an assembled pipeline; run the whole recipe first")
+    return save_pipeline(KandinskyVideoPipeline.from_pretrained(source, dtype=torch.float16), Path(target))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -144,11 +172,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="fraction of each stage's optim.steps (e.g. 0.01 for a quick check of the recipe)")
     parser.add_argument("--configs", default=str(CONFIGS), help="folder of <stage>.yaml files")
     parser.add_argument("--data", help="a manifest to train on instead of the demo world")
+    parser.add_argument("--ship", action="store_true", help=f"then write the pipeline in fp16 to {WEIGHTS}, the demo model")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     result = run_recipe(args.out, args.until, args.max_steps_scale, args.configs, args.data)
     print(f"trained: {', '.join(result.trained) or 'nothing'}; already finished: {', '.join(result.skipped) or 'none'}")
     if result.pipeline is not None:
-        print(f"demo pipeline: {result.pipeline} (copy it to {WEIGHTS} to ship it as the demo model)")
+        print(f"demo pipeline: {result.pipeline}")
+        if args.ship:
+            print(f"shipped as the demo model: {ship(args.out)}")
     else:
         print(f"stopped after {args.until}: {export_of(Path(args.out), args.until)}")

@@ -6,17 +6,37 @@ from pathlib import Path
 
 import torch
 
+from ..demo import DEMO, demo_weights
 from ..models.text_encoder import TextProjection
 from ..models.unet_inpaint import Kandinsky3ConditionedUNet
 from .pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from .pipeline_kandinsky_video import KandinskyVideoPipeline
 
+GENERATION_DEFAULTS_NAME = "generation_defaults.json"  # optional, in a pipeline folder: the settings it was made for
+IMAGE_ONLY_SETTINGS = ("image_guidance_scale",)  # keys of that file the video pipeline does not take
 HOW_TO_GET_WEIGHTS = (
     "convert the published Kandinsky Video 1.0 files (hub repo ai-forever/KandinskyVideo, folder weights/) with\n"
     "  kandinsky-video convert --keyframe-ckpt kandinsky_video.pt --interpolation-ckpt "
     "kandinsky_video_interpolation.pt --movq-ckpt movq.pt --kandinsky3 kandinsky-community/kandinsky-3 --output DIR\n"
     "and pass --model DIR"
 )
+
+
+def resolve_model(model: str | os.PathLike) -> str | os.PathLike:
+    """``demo`` -> the shipped demo model's folder; any other folder or hub id unchanged."""
+    if str(model) != DEMO:
+        return model
+    return demo_weights()
+
+
+def generation_defaults(model: str | os.PathLike) -> dict:
+    """What a model folder recommends (its ``generation_defaults.json``: e.g. the demo's 64x64 and guidance), or {}.
+
+    Keys are :class:`KandinskyVideoPipeline` call arguments, plus ``image_guidance_scale`` for the image modes;
+    the commands use them wherever a flag is not given.
+    """
+    path = Path(resolve_model(model)) / GENERATION_DEFAULTS_NAME
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def check_model_folder(folder: Path) -> None:
@@ -36,7 +56,8 @@ def check_model_folder(folder: Path) -> None:
 
 
 def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, offload: str = "none") -> KandinskyVideoPipeline:
-    """A pipeline from a local folder or hub id, placed on ``device`` (or offloaded to it)."""
+    """A pipeline from a local folder, hub id or ``demo``, placed on ``device`` (or offloaded to it)."""
+    model = resolve_model(model)
     folder = Path(model)
     if folder.exists():
         check_model_folder(folder)
@@ -57,7 +78,7 @@ def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, off
 
 def inpainting_components(model: str | os.PathLike, dtype: torch.dtype, device: str, required: bool) -> dict:
     """The inpainting U-Net and its text projection from a model folder (written by ``convert --inpainting-ckpt``)."""
-    folders = [Path(model) / name for name in ("inpaint_unet", "inpaint_text_projection")]
+    folders = [Path(resolve_model(model)) / name for name in ("inpaint_unet", "inpaint_text_projection")]
     if not all(folder.is_dir() for folder in folders):
         if not required:
             return {}

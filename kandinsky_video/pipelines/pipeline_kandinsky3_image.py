@@ -52,10 +52,12 @@ class Kandinsky3ImagePipeline(DiffusionPipeline):
 
     @classmethod
     def from_video_pipeline(cls, video, inpaint_unet=None, inpaint_text_projection=None) -> "Kandinsky3ImagePipeline":
-        """Share the video pipeline's text encoder, frozen Kandinsky 3.0 U-Net and MoVQ: no second copy in memory."""
+        """Share the video pipeline's text encoder, frozen Kandinsky 3.0 U-Net and MoVQ: no second copy in memory.
+        The image sampler keeps the video sampler's latent range (1 unless the model says otherwise, e.g. the demo)."""
         movq = video.movq.movq if isinstance(video.movq, MoVQVideo) else video.movq
+        scheduler = Kandinsky3Scheduler(sample_range=video.scheduler.config.get("sample_range", 1.0))
         return cls(tokenizer=video.tokenizer, text_encoder=video.text_encoder, text_projection=video.text_projection,
-                   unet=video.unet.spatial, movq=movq, scheduler=Kandinsky3Scheduler(), inpaint_unet=inpaint_unet,
+                   unet=video.unet.spatial, movq=movq, scheduler=scheduler, inpaint_unet=inpaint_unet,
                    inpaint_text_projection=inpaint_text_projection)
 
     def to_tensor(self, image: ImageInput, name: str) -> torch.Tensor:

@@ -6,7 +6,7 @@ Unlike the video sampler it keeps the 1000-step cosine schedule and strides thro
     eps <- (x_t - sqrt(abar_t) x0) / sqrt(1-abar_t)   (eps recomputed from the thresholded x0)
     sigma = sqrt(eta (1 - abar_t/abar_s) (1 - abar_s) / (1 - abar_t))      s = the next t
     x_s = sqrt(abar_s) x0 + sqrt(1 - abar_s - sigma^2) eps + sigma z        no noise when s = 0
-eta = 1 is the released default.
+eta = 1 is the released default; ``sample_range`` as in :class:`~.released.KandinskyVideoScheduler` (released: 1).
 """
 
 from dataclasses import dataclass
@@ -32,9 +32,12 @@ class Kandinsky3Scheduler(SchedulerMixin, ConfigMixin):
     order = 1
 
     @register_to_config
-    def __init__(self, num_train_timesteps: int = 1000, eta: float = 1.0, dynamic_threshold_quantile: float = 0.99):
+    def __init__(self, num_train_timesteps: int = 1000, eta: float = 1.0, dynamic_threshold_quantile: float = 0.99,
+                 sample_range: float = 1.0):
         if not 0 < dynamic_threshold_quantile <= 1:
             raise ValueError(f"dynamic_threshold_quantile={dynamic_threshold_quantile} must be in (0, 1]")
+        if not sample_range > 0:
+            raise ValueError(f"sample_range={sample_range} must be > 0 (1.0 for Kandinsky 3.0 latents)")
         self.alphas_cumprod = torch.cumprod(1.0 - cosine_betas(num_train_timesteps), dim=0)
         self.num_inference_steps: int | None = None
         self.timesteps = torch.tensor([])
@@ -72,7 +75,7 @@ class Kandinsky3Scheduler(SchedulerMixin, ConfigMixin):
         t, s = int(timestep), self.previous_timestep(int(timestep))
         abar_t, abar_s = (self.alphas_cumprod[i].to(sample.device, sample.dtype) for i in (t, s))
         x0 = dynamic_threshold((sample - (1 - abar_t).sqrt() * model_output) / abar_t.sqrt(),
-                               self.config.dynamic_threshold_quantile)
+                               self.config.dynamic_threshold_quantile, self.config.sample_range)
         eps = (sample - abar_t.sqrt() * x0) / (1 - abar_t).sqrt()
         sigma = (self.config.eta * (1 - abar_t / abar_s) * (1 - abar_s) / (1 - abar_t)).sqrt()
         # clamp: sqrt-then-square can round 1 - abar_s - sigma^2 below 0 where the release returns NaN

@@ -7,6 +7,8 @@ Notation (paper / released code -> here):
     x0 = (x_i - sqrt(1-abar_i) eps) / sqrt(abar_i)            epsilon prediction (keyframes)
     x0 = sqrt(abar_i) x_i - sqrt(1-abar_i) v                  v prediction (interpolation)
     x0 <- clip(x0, -s, s) / s,  s = max(1, quantile_q(|x0|))  dynamic thresholding per batch element
+                                                              (generalised: s = max(r, ...), x0 * r / s for a
+                                                              latent range r; released r = 1)
     x_{i-1} = c1_i x0 + c2_i x_i + exp(0.5 log var_i) z       ancestral posterior; no noise at i = 0
 
 The pipeline calls ``step`` on folded tensors, so a batch element is one frame (keyframes) or one interpolation
@@ -35,11 +37,11 @@ def cosine_betas(steps: int) -> torch.Tensor:
     return torch.tensor(betas, dtype=torch.float32)  # float32 like the release: every later product rounds alike
 
 
-def dynamic_threshold(x0: torch.Tensor, quantile: float) -> torch.Tensor:
-    """Per batch element: s = max(1, quantile(|x0|)); x0 -> clip(x0, -s, s) / s."""
-    s = torch.quantile(x0.flatten(1).abs().float(), quantile, dim=1).clamp(min=1.0).to(x0.dtype)
+def dynamic_threshold(x0: torch.Tensor, quantile: float, sample_range: float = 1.0) -> torch.Tensor:
+    """Per batch element: s = max(r, quantile(|x0|)); x0 -> clip(x0, -s, s) * r / s  (released: r = 1)."""
+    s = torch.quantile(x0.flatten(1).abs().float(), quantile, dim=1).clamp(min=sample_range).to(x0.dtype)
     s = s.reshape(-1, *([1] * (x0.ndim - 1)))
-    return torch.maximum(torch.minimum(x0, s), -s) / s
+    return torch.maximum(torch.minimum(x0, s), -s) * (sample_range / s)
 
 
 @dataclass
@@ -49,7 +51,12 @@ class ReleasedSchedulerOutput(BaseOutput):
 
 
 class KandinskyVideoScheduler(SchedulerMixin, ConfigMixin):
-    """Ancestral DDPM with the released step grid, cosine schedule and per-element dynamic thresholding."""
+    """Ancestral DDPM with the released step grid, cosine schedule and per-element dynamic thresholding.
+
+    ``sample_range`` is the range latents lie in: thresholding only shrinks a predicted x0 whose quantile exceeds
+    it. 1.0 as released (Kandinsky 3.0's MoVQ); a model whose latents reach further (the demo's MoVQ: ~2) needs more,
+    or thresholding would dim every image.
+    """
 
     order = 1
     _per_step = ("sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod", "mean_x0", "mean_xt", "log_variance")
@@ -60,11 +67,14 @@ class KandinskyVideoScheduler(SchedulerMixin, ConfigMixin):
         num_train_timesteps: int = 1000,
         prediction_type: str = "epsilon",
         dynamic_threshold_quantile: float = 0.98,
+        sample_range: float = 1.0,
     ):
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"prediction_type={prediction_type!r}; choose one of {PREDICTION_TYPES}")
         if not 0 < dynamic_threshold_quantile <= 1:
             raise ValueError(f"dynamic_threshold_quantile={dynamic_threshold_quantile} must be in (0, 1]")
+        if not sample_range > 0:
+            raise ValueError(f"sample_range={sample_range} must be > 0 (1.0 for Kandinsky 3.0 latents)")
         self.num_inference_steps: int | None = None
         self.timesteps = torch.tensor([])
 
@@ -106,7 +116,7 @@ class KandinskyVideoScheduler(SchedulerMixin, ConfigMixin):
             x0 = (sample - coefficient["sqrt_one_minus_alphas_cumprod"] * model_output) / coefficient["sqrt_alphas_cumprod"]
         else:
             x0 = coefficient["sqrt_alphas_cumprod"] * sample - coefficient["sqrt_one_minus_alphas_cumprod"] * model_output
-        x0 = dynamic_threshold(x0, self.config.dynamic_threshold_quantile)
+        x0 = dynamic_threshold(x0, self.config.dynamic_threshold_quantile, self.config.sample_range)
         prev = coefficient["mean_x0"] * x0 + coefficient["mean_xt"] * sample
         if i > 0:
             noise = randn_tensor(sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)

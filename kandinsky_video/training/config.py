@@ -19,6 +19,7 @@ TASKS = ("keyframes", "interpolation", "decoder", "movq", "text_to_image")
 FROM_SCRATCH = ("movq", "text_to_image")  # tasks whose ``model`` names an architecture size (tasks.MODEL_SIZES)
 SIZES = ("tiny", "demo")  # the size names of tasks.MODEL_SIZES
 CACHED = ("keyframes", "interpolation")  # tasks that can cache frozen-model outputs (data.cache_dir)
+LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb")
 
@@ -44,7 +45,8 @@ class OptimConfig:
     steps: int = 100_000  # optimiser steps
     batch_size: int = 1  # clips per process per micro-batch
     gradient_accumulation: int = 2
-    lr: float = 1e-4  # constant after warm-up (the paper's recipe)
+    lr: float = 1e-4
+    lr_schedule: str = "constant"  # after warm-up: constant (the paper's recipe) | cosine (to 0 at `steps`)
     warmup_steps: int = 0
     weight_decay: float = 0.01
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
@@ -58,6 +60,7 @@ class OptimConfig:
         _positive(self, "optim", "steps", "batch_size", "gradient_accumulation", "lr")
         _non_negative(self, "optim", "warmup_steps", "weight_decay", "max_grad_norm")
         _choice(self, "optim", "mixed_precision", MIXED_PRECISION)
+        _choice(self, "optim", "lr_schedule", LR_SCHEDULES)
         if len(self.betas) != 2 or not all(0 <= beta < 1 for beta in self.betas):
             raise ValueError(f"optim.betas={self.betas} must be two numbers in [0, 1), e.g. [0.9, 0.999]")
         if not 0 <= self.ema_decay < 1:
@@ -95,10 +98,18 @@ class KeyframesConfig:
     num_frames: int = 16
     frame_stride: int = 12  # source frames between keyframes: 2 fps of ~24 fps video, as released
     uncond_prob: float = 0.1  # captions replaced by the null-embedding context (for classifier-free guidance)
+    # The temporal layers' architecture (models/unet_keyframe.py); "" keeps the model's (released: blocks, 1d, 1d).
+    # Any other value than the model's builds fresh (identity) temporal layers of that kind on its frozen spatial U-Net.
+    temporal_placement: str = ""  # blocks | layers
+    temporal_conv: str = ""  # 1d | 3d
+    temporal_attention: str = ""  # 1d | 3d
 
     def __post_init__(self):
         _positive(self, "keyframes", "num_frames", "frame_stride")
         _probability(self, "keyframes", "uncond_prob")
+        _choice(self, "keyframes", "temporal_placement", ("", "blocks", "layers"))
+        _choice(self, "keyframes", "temporal_conv", ("", "1d", "3d"))
+        _choice(self, "keyframes", "temporal_attention", ("", "1d", "3d"))
 
 
 @dataclass

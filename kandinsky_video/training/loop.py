@@ -88,14 +88,15 @@ def train(config: TrainConfig) -> Path:
 
 
 def prepare(accelerator: Accelerator, config: TrainConfig, task: Task, records, start: int):
-    """Optimiser (trainable parameters only), constant schedule with warm-up, data stream from ``start``, EMA."""
+    """Optimiser (trainable parameters only), learning-rate schedule with warm-up, data stream from ``start``, EMA."""
     optim = config.optim
     if optim.gradient_checkpointing:
         task.model.enable_gradient_checkpointing()
     task.model.train()
     parameters = trainable(task.model)
     optimizer = torch.optim.AdamW(parameters, lr=optim.lr, betas=tuple(optim.betas), weight_decay=optim.weight_decay)
-    schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=optim.warmup_steps)
+    name = {"constant": "constant_with_warmup", "cosine": "cosine"}[optim.lr_schedule]  # diffusers' names
+    schedule = get_scheduler(name, optimizer, num_warmup_steps=optim.warmup_steps, num_training_steps=optim.steps)
     dataset = TextVideoDataset(records, task.clip_spec(), config.data.resolution, config.data.max_substitutions)
     loader = DataLoader(
         dataset,

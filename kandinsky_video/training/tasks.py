@@ -197,6 +197,17 @@ class Task:
         raise NotImplementedError
 
 
+def temporal_architecture(unet: KandinskyVideoUNet, method) -> KandinskyVideoUNet:
+    """``unet``, or fresh temporal layers of the kind ``method`` (KeyframesConfig) asks for on its spatial U-Net."""
+    keys = ("temporal_placement", "temporal_conv", "temporal_attention")
+    wanted = {key: getattr(method, key) for key in keys if getattr(method, key)}
+    if all(unet.config[key] == value for key, value in wanted.items()):
+        return unet
+    current = {key: unet.config[key] for key in (*keys, "frame_position_stride")}
+    logger.warning("keyframes: fresh temporal layers %s replace the model's %s", wanted, current)
+    return KandinskyVideoUNet.from_kandinsky3(unet.spatial, **{**current, **wanted})
+
+
 class KeyframeTask(Task):
     """Temporal blocks of the keyframe U-Net; the Kandinsky 3.0 weights stay frozen. Epsilon loss, caption dropout."""
 
@@ -206,6 +217,7 @@ class KeyframeTask(Task):
         pipeline = load_training_pipeline(config.model)
         if not isinstance(pipeline.unet, KandinskyVideoUNet):
             raise ValueError(f"{config.model} has no KandinskyVideoUNet (got {type(pipeline.unet).__name__})")
+        pipeline.register_modules(unet=temporal_architecture(pipeline.unet, config.keyframes))
         super().__init__(config, pipeline, pipeline.unet.freeze_spatial())
         self.text = KandinskyTextEncoder(pipeline.tokenizer, pipeline.text_encoder, pipeline.text_projection)
         self.noise = noise_schedule("epsilon")

@@ -1,0 +1,96 @@
+"""The demo model's quality report: its videos for a fixed prompt set, read back by the world's analyser (colour,
+shape, motion direction, centroid-path roughness) on training and held-out colour-shape pairs, with the analyser's
+own accuracy on rendered world videos beside each; FVD (real I3D) of the full model and of the T2I base alone.
+
+    python benchmarks/demo_quality.py [--model demo] [--count 120] [--held-out-count 36] [--no-fvd]
+        [--strip docs/demo_strip.png] [--json results.json]
+
+Prints one line per figure. FVD needs the I3D weights: `kandinsky-video eval fetch-i3d` (or --i3d-weights).
+"""
+
+import argparse
+import json
+import logging
+import time
+
+import numpy as np
+import torch
+from PIL import Image
+
+from kandinsky_video.demo import DEMO
+from kandinsky_video.demo.quality import (generate_still_videos, generate_videos, fvd, prompt_scenes,
+                                          rendered_videos, score)
+from kandinsky_video.evaluation.i3d_weights import load_i3d
+from kandinsky_video.pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
+from kandinsky_video.pipelines.loading import IMAGE_ONLY_SETTINGS, generation_defaults, load_pipeline
+
+
+def save_strip(videos: np.ndarray, captions: list[str], path: str, frames: int = 6, scale: int = 2) -> None:
+    """One row per video: ``frames`` evenly spaced frames, upscaled ``scale`` times (nearest)."""
+    picks = np.linspace(0, videos.shape[1] - 1, frames).round().astype(int)
+    rows = [np.concatenate(list(video[picks]), axis=1) for video in videos]
+    grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
+    image = Image.fromarray(grid)
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+    print(f"strip: {path} (rows: {'; '.join(captions)})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=DEMO, help="the demo (default) or a recipe's <out>/pipeline folder")
+    parser.add_argument("--count", type=int, default=120, help="videos on training colour-shape pairs")
+    parser.add_argument("--held-out-count", type=int, default=36, help="videos on held-out pairs (18 scenes x 2)")
+    parser.add_argument("--batch-size", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-fvd", action="store_true", help="skip FVD (no I3D weights needed)")
+    parser.add_argument("--i3d-weights", help="I3D weights (default: those of `kandinsky-video eval fetch-i3d`)")
+    parser.add_argument("--strip", help="write a PNG strip of example frames here")
+    parser.add_argument("--json", help="write every figure to this JSON file")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    logging.basicConfig(level=logging.WARNING)
+
+    defaults = generation_defaults(args.model)
+    settings = {k: v for k, v in defaults.items() if k not in IMAGE_ONLY_SETTINGS}
+    pipeline = load_pipeline(args.model, torch.float32, "cpu")
+    pipeline.set_progress_bar_config(disable=True)
+    print(f"model {args.model}: {json.dumps(settings)}")
+    results = {"settings": defaults}
+    for split, held_out, count in (("training pairs", False, args.count), ("held-out pairs", True, args.held_out_count)):
+        scenes = prompt_scenes(count, held_out, args.seed)
+        start = time.perf_counter()
+        videos = generate_videos(pipeline, scenes, settings, args.batch_size, args.seed)
+        seconds = (time.perf_counter() - start) / len(scenes)
+        model_figures = score(scenes, videos)
+        real = rendered_videos(scenes, videos.shape[1], videos.shape[2])
+        analyser_figures = score(scenes, real)
+        results[split] = {"videos": len(scenes), "seconds_per_video": seconds, "model": model_figures,
+                          "analyser_on_world": analyser_figures}
+        for name in ("colour", "shape", "motion"):
+            print(f"{split}: {name} accuracy {model_figures[name]:.1%} over {len(scenes)} videos "
+                  f"(analyser on world videos: {analyser_figures[name]:.1%})")
+        print(f"{split}: centroid-path roughness {model_figures['roughness']:.2f} px/frame^2 "
+              f"(world videos: {analyser_figures['roughness']:.2f})")
+        print(f"{split}: {seconds:.2f} s per video ({videos.shape[1]} frames, {videos.shape[2]}x{videos.shape[3]})")
+        if not held_out:
+            train_scenes, train_videos, train_real = scenes, videos, real
+    if args.strip:
+        picks = [0, 1, 2, 3]
+        save_strip(train_videos[picks], [train_scenes[i].caption for i in picks], args.strip)
+    if not args.no_fvd:
+        image_pipeline = Kandinsky3ImagePipeline.from_video_pipeline(pipeline)
+        image_pipeline.set_progress_bar_config(disable=True)
+        stills = generate_still_videos(image_pipeline, train_scenes, defaults, train_videos.shape[1],
+                                       args.batch_size, args.seed)
+        i3d = load_i3d(args.i3d_weights)
+        results["fvd"] = {"full model": fvd(i3d, train_real, train_videos), "T2I base only (still)": fvd(i3d, train_real, stills)}
+        for name, value in results["fvd"].items():
+            print(f"FVD (styleganv, 16 frames, {len(train_scenes)} videos vs world videos), {name}: {value:.1f}")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(results, file, indent=2)
+
+
+if __name__ == "__main__":
+    main()
