@@ -74,10 +74,10 @@ def test_save_and_load_round_trip(t2i_unet, tmp_path):
     model.save_pretrained(tmp_path)
     loaded = KandinskyVideoInterpolationUNet.from_pretrained(tmp_path).eval()
     assert plain_config(loaded.config) == plain_config(model.config)
-    with torch.no_grad():
-        torch.testing.assert_close(
-            loaded(sample, keyframes, 9, skip=2).sample, model(sample, keyframes, 9, skip=2).sample, rtol=0, atol=0
-        )
+    saved, reloaded = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == reloaded.keys() and all(torch.equal(saved[k], reloaded[k]) for k in saved)
+    with torch.no_grad():  # (bit-equal weights; the CPU kernels may still pick other summation orders per instance)
+        torch.testing.assert_close(loaded(sample, keyframes, 9, skip=2).sample, model(sample, keyframes, 9, skip=2).sample)
 
 
 def test_whole_model_trains(t2i_unet):

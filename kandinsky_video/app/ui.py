@@ -57,7 +57,7 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
                     steps = gr.Slider(1, limits.max_steps, value=defaults["num_inference_steps"], step=1, label="Steps")
                     guidance = gr.Slider(0, 15, value=defaults["guidance_scale"], step=0.25, label="Guidance scale (keyframes)")
                     interpolation_guidance = gr.Slider(0, 5, value=defaults["interpolation_guidance_scale"], step=0.05, label="Guidance scale (interpolation)")
-                    seed = gr.Textbox(label="Seed (empty: random)")
+                    seed = gr.Textbox(label="Seed (empty: random)", elem_id="t2v-seed")
                     fps = gr.Number(label="Frame rate (0: real-time motion)", value=0)
                     with gr.Row():
                         run = gr.Button("Generate", variant="primary", elem_id="t2v-generate")
