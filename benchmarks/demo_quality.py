@@ -1,8 +1,9 @@
 """The demo model's quality report: its videos for a fixed prompt set, read back by the world's analyser (colour,
 shape, motion direction, centroid-path roughness) on training and held-out colour-shape pairs, with the analyser's
-own accuracy on rendered world videos beside each; FVD (real I3D) of the full model and of the T2I base alone.
+own accuracy on rendered world videos beside each (and on those videos passed through the model's MoVQ, the best
+its latents can show); FVD (real I3D) of the full model and of the T2I base alone.
 
-    python benchmarks/demo_quality.py [--model demo] [--count 120] [--held-out-count 36] [--no-fvd]
+    python benchmarks/demo_quality.py [--model demo] [--count 162] [--held-out-count 54] [--no-fvd]
         [--strip docs/demo_strip.png] [--json results.json]
 
 Prints one line per figure. FVD needs the I3D weights: `kandinsky-video eval fetch-i3d` (or --i3d-weights).
@@ -18,8 +19,8 @@ import torch
 from PIL import Image
 
 from kandinsky_video.demo import DEMO
-from kandinsky_video.demo.quality import (generate_still_videos, generate_videos, fvd, prompt_scenes,
-                                          rendered_videos, score)
+from kandinsky_video.demo.quality import (autoencoded_videos, generate_still_videos, generate_videos, fvd,
+                                          prompt_scenes, rendered_videos, score)
 from kandinsky_video.evaluation.i3d_weights import load_i3d
 from kandinsky_video.pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from kandinsky_video.pipelines.loading import IMAGE_ONLY_SETTINGS, generation_defaults, load_pipeline
@@ -38,8 +39,8 @@ def save_strip(videos: np.ndarray, captions: list[str], path: str, frames: int =
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=DEMO, help="the demo (default) or a recipe's <out>/pipeline folder")
-    parser.add_argument("--count", type=int, default=120, help="videos on training colour-shape pairs")
-    parser.add_argument("--held-out-count", type=int, default=36, help="videos on held-out pairs (18 scenes x 2)")
+    parser.add_argument("--count", type=int, default=162, help="videos on training colour-shape pairs (162: each scene once)")
+    parser.add_argument("--held-out-count", type=int, default=54, help="videos on held-out pairs (54: each scene once)")
     parser.add_argument("--batch-size", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-fvd", action="store_true", help="skip FVD (no I3D weights needed)")
@@ -65,11 +66,13 @@ def main() -> None:
         model_figures = score(scenes, videos)
         real = rendered_videos(scenes, videos.shape[1], videos.shape[2])
         analyser_figures = score(scenes, real)
+        ceiling = score(scenes, autoencoded_videos(pipeline, real, args.batch_size))
         results[split] = {"videos": len(scenes), "seconds_per_video": seconds, "model": model_figures,
-                          "analyser_on_world": analyser_figures}
+                          "analyser_on_world": analyser_figures, "world_through_movq": ceiling}
         for name in ("colour", "shape", "motion"):
             print(f"{split}: {name} accuracy {model_figures[name]:.1%} over {len(scenes)} videos "
-                  f"(analyser on world videos: {analyser_figures[name]:.1%})")
+                  f"(analyser on world videos: {analyser_figures[name]:.1%}; on them through the model's MoVQ: "
+                  f"{ceiling[name]:.1%})")
         print(f"{split}: centroid-path roughness {model_figures['roughness']:.2f} px/frame^2 "
               f"(world videos: {analyser_figures['roughness']:.2f})")
         print(f"{split}: {seconds:.2f} s per video ({videos.shape[1]} frames, {videos.shape[2]}x{videos.shape[3]})")

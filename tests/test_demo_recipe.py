@@ -153,7 +153,8 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
     video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="medium",
                      num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert video.frames.shape == (1, 3, 64, 64, 3)  # 2 keyframes + 1 interpolated frame
-    assert pipeline.scheduler.config.sample_range == pipeline.interpolation_scheduler.config.sample_range == SAMPLE_RANGE
+    assert pipeline.scheduler.config.sample_range == SAMPLE_RANGE
+    assert pipeline.interpolation_scheduler.config.prediction_type == "v_prediction"
 
     # Shipping: an fp16 copy (half the bytes) with the generation defaults, loading back in fp32 to the same video.
     shipped = ship(out, tmp_path / "shipped")

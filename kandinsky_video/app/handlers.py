@@ -130,16 +130,21 @@ def text_to_video(
         if frames > limits.max_frames:
             raise ValueError(f"{keyframes} keyframes with preset {preset!r} make {frames} frames; the limit is {limits.max_frames}.")
         stages = 1 + PRESETS[preset]
+        interpolation_steps = holder.defaults.get("interpolation_steps")  # the model's own (the demo's: 1)
 
         def report(_, stage, step, timestep, latents):
             if progress is not None:
-                done = (0 if stage == "keyframes" else int(stage.split()[1].split("/")[0])) + (step + 1) / steps
+                if stage == "keyframes":
+                    done = (step + 1) / steps
+                else:
+                    done = int(stage.split()[1].split("/")[0]) + (step + 1) / (interpolation_steps or steps)
                 progress(done / stages, stage)
 
         result = pipeline(
             prompt, negative_prompt=negative_prompt or None, height=height, width=width, preset=preset,
             num_keyframes=int(keyframes), num_inference_steps=steps, guidance_scale=float(guidance_scale),
             interpolation_guidance_scale=float(interpolation_guidance_scale),
+            interpolation_steps=interpolation_steps,
             generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=report,
         )
     rate = float(fps) if fps else result.fps

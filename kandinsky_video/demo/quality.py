@@ -41,6 +41,19 @@ def rendered_videos(scenes: list[Scene], frames: int, size: int, seed: int = 10_
     return np.stack([render(scene, frames, size, seed=seed + i) for i, scene in enumerate(scenes)])
 
 
+@torch.no_grad()
+def autoencoded_videos(pipeline, videos: np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Videos through the pipeline's own MoVQ encoder and (video) decoder: the best its latents can show."""
+    from ..training.tasks import encode_video
+
+    out = []
+    for _, chunk in batches(list(videos), batch_size):
+        video = torch.from_numpy(np.stack(chunk)).permute(0, 4, 1, 2, 3) * 2 - 1  # (B, 3, T, H, W)
+        decoded = pipeline.decode(encode_video(pipeline.movq, video), chunk_size=8)
+        out.append(((decoded.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy())
+    return np.concatenate(out)
+
+
 def batches(items: list, size: int) -> Iterator[tuple[int, list]]:
     for start in range(0, len(items), size):
         yield start, items[start : start + size]
