@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(commands)
     add_train_parser(commands)
 
-    app = commands.add_parser("app", help="a local web app (text to video, image) in the browser",
+    app = commands.add_parser("app", help="a local web app (text to video, animation, image) in the browser",
                               description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")
     app.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to your network)")
