@@ -47,7 +47,7 @@ GENERATION = {"height": 64, "width": 64, "preset": "medium", "num_keyframes": 5,
 
 
 def interpolation_scheduler() -> DDIMScheduler:
-    """DDIM on the training schedule (v-prediction), steps ending at t=999 ("trailing"): see GENERATION."""
+    """DDIM on the training schedule (v-prediction), its first step at t=999 ("trailing" spacing): see GENERATION."""
     return DDIMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type="v_prediction",
                          timestep_spacing="trailing", clip_sample=False)
 
