@@ -81,12 +81,9 @@ def model_rates(model: str, frames: int, strip: str | None) -> dict[str, float]:
         rates[f"animate, model {model} ({size}x{size}, {steps} steps), 3D zoomin (constant depth), cadence {cadence}"] = (
             count / (time.perf_counter() - start))
     if strip:
-        from PIL import Image
+        from kandinsky_video.pipelines.export import write_strip
 
-        picks = np.linspace(0, len(made) - 1, 8).round().astype(int)
-        row = (np.clip(np.concatenate([made[i] for i in picks], axis=1), 0, 1) * 255).round().astype(np.uint8)
-        image = Image.fromarray(row)
-        image.resize((image.width * 2, image.height * 2), Image.NEAREST).save(strip)
+        picks = write_strip(np.stack(made)[None], strip, frames=8)
         print(f"strip: {strip} (frames {', '.join(map(str, picks))} of {len(made)})")
     return rates
 

@@ -14,26 +14,15 @@ import json
 import logging
 import time
 
-import numpy as np
 import torch
-from PIL import Image
 
 from kandinsky_video.demo import DEMO
 from kandinsky_video.demo.quality import (autoencoded_videos, generate_still_videos, generate_videos, fvd,
                                           prompt_scenes, rendered_videos, score)
 from kandinsky_video.evaluation.i3d_weights import load_i3d
 from kandinsky_video.pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
+from kandinsky_video.pipelines.export import write_strip
 from kandinsky_video.pipelines.loading import IMAGE_ONLY_SETTINGS, generation_defaults, load_pipeline
-
-
-def save_strip(videos: np.ndarray, captions: list[str], path: str, frames: int = 6, scale: int = 2) -> None:
-    """One row per video: ``frames`` evenly spaced frames, upscaled ``scale`` times (nearest)."""
-    picks = np.linspace(0, videos.shape[1] - 1, frames).round().astype(int)
-    rows = [np.concatenate(list(video[picks]), axis=1) for video in videos]
-    grid = (np.clip(np.concatenate(rows, axis=0), 0, 1) * 255).round().astype(np.uint8)
-    image = Image.fromarray(grid)
-    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
-    print(f"strip: {path} (rows: {'; '.join(captions)})")
 
 
 def main() -> None:
@@ -79,8 +68,8 @@ def main() -> None:
         if not held_out:
             train_scenes, train_videos, train_real = scenes, videos, real
     if args.strip:
-        picks = [0, 1, 2, 3]
-        save_strip(train_videos[picks], [train_scenes[i].caption for i in picks], args.strip)
+        write_strip(train_videos[:4], args.strip)
+        print(f"strip: {args.strip} (rows: {'; '.join(scene.caption for scene in train_scenes[:4])})")
     if not args.no_fvd:
         image_pipeline = Kandinsky3ImagePipeline.from_video_pipeline(pipeline)
         image_pipeline.set_progress_bar_config(disable=True)

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--cadence", type=int, help="diffuse every N-th frame (default 2)")
     animate.add_argument("--fps", type=float)
     animate.add_argument("--size", type=int, help="height = width, a multiple of 64 (default: the spec's, else the "
-                         "model's, else 512)")
+                         "model's, else 640)")
     animate.add_argument("--seed", type=int)
     animate.add_argument("-o", "--output", required=True, help="output .mp4")
     animate.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")

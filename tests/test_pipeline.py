@@ -7,6 +7,7 @@ import torch
 from diffusers import DDIMScheduler
 
 from kandinsky_video import KandinskyVideoPipeline, MoVQVideo, write_video
+from kandinsky_video.pipelines.export import write_strip
 from kandinsky_video.testing import tiny_pipeline
 
 SMALL = dict(height=64, width=64, num_inference_steps=2, num_keyframes=4)
@@ -146,3 +147,13 @@ def test_interpolating_without_an_interpolation_model(pipe):
     keyframes_only = KandinskyVideoPipeline(**{**pipe.components, "interpolation_unet": None, "interpolation_scheduler": None})
     with pytest.raises(ValueError, match="no interpolation_unet"):
         keyframes_only("a", preset="high", **{k: v for k, v in SMALL.items()})
+
+
+def test_write_strip(tmp_path):
+    videos = np.random.default_rng(0).random((2, 10, 8, 8, 3)).astype(np.float32)
+    picks = write_strip(videos, tmp_path / "strip.png", frames=6, scale=2)
+    assert picks.tolist() == [0, 2, 4, 5, 7, 9]
+    strip = iio.imread(tmp_path / "strip.png")
+    assert strip.shape == (2 * 8 * 2, 6 * 8 * 2, 3)
+    expected = (videos[1, 9] * 255).round().astype(np.uint8).repeat(2, axis=0).repeat(2, axis=1)
+    np.testing.assert_array_equal(strip[16:, 80:], expected)  # second row, last column: frame 9 of video 1

@@ -12,6 +12,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..evaluation.fvd import fvd_from_features, get_protocol, i3d_features
+from ..pipelines.export import to_uint8
 from .analysis import path_smoothness, read_video
 from .world import Scene, all_scenes, render
 
@@ -86,7 +87,7 @@ def fvd_clips(videos: np.ndarray) -> np.ndarray:
     clips = videos[:, : 2 * FVD_FRAMES : 2]
     if clips.shape[1] < FVD_FRAMES:
         raise ValueError(f"videos of {videos.shape[1]} frames are too short for {FVD_FRAMES}-frame FVD clips (every 2nd)")
-    return (np.clip(clips, 0, 1) * 255).round().astype(np.uint8)
+    return to_uint8(clips)
 
 
 def fvd(i3d: torch.nn.Module, real: np.ndarray, fake: np.ndarray, protocol: str = "styleganv") -> float:

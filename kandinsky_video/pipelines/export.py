@@ -1,10 +1,12 @@
-"""Writing generated frames to mp4 or gif, atomically (a crash never leaves half a file under the final name)."""
+"""Writing generated frames to mp4 or gif, atomically (a crash never leaves half a file under the final name), and
+strips of frames to PNG for the docs."""
 
 import os
 from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+from PIL import Image
 
 VIDEO_SUFFIXES = (".mp4", ".gif")
 
@@ -36,3 +38,13 @@ def write_video(frames: np.ndarray, path: str | os.PathLike, fps: float) -> Path
         imageio.mimsave(partial, list(frames), format="GIF", duration=1000.0 / fps, loop=0)
     os.replace(partial, path)
     return path
+
+
+def write_strip(videos: np.ndarray, path: str | os.PathLike, frames: int = 6, scale: int = 2) -> np.ndarray:
+    """(N, T, H, W, 3) videos -> a PNG with one row per video of ``frames`` evenly spaced frames, upscaled ``scale``
+    times (nearest: small frames stay crisp). Returns the frame indices shown."""
+    picks = np.linspace(0, videos.shape[1] - 1, frames).round().astype(int)
+    grid = np.concatenate([np.concatenate(list(video[picks]), axis=1) for video in videos], axis=0)
+    image = Image.fromarray(to_uint8(grid))
+    image.resize((image.width * scale, image.height * scale), Image.NEAREST).save(path)
+    return picks
