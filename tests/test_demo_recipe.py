@@ -16,7 +16,8 @@ from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
 from kandinsky_video.pipelines.loading import generation_defaults
 from kandinsky_video.testing import tiny_tokenizer
-from kandinsky_video.training import TextToImageModel, load_config, train
+from kandinsky_video.data import ClipSpec
+from kandinsky_video.training import TextToImageModel, load_config, make_task, train
 from kandinsky_video.training.tasks import size_config
 
 COMMON = ["data.resolution=64", "data.num_workers=0", "run.report_to=[]", "run.log_every=1"]
@@ -52,6 +53,31 @@ def test_movq_learns_to_reconstruct_and_exports_a_vqmodel(movq_run, world):
     assert movq.config.norm_type == "spatial"
     frames = torch.rand(1, 3, 64, 64) * 2 - 1
     assert movq.decode(movq.encode(frames).latents, force_not_quantize=True).sample.shape == frames.shape
+
+
+@pytest.mark.parametrize("task", ["movq", "decoder"])
+def test_latent_noise_reaches_the_decoder_and_only_when_asked(task, world):
+    """With ``latent_noise`` the same weights and batch give another loss on every call (fresh noise on the
+    latents the decoder sees); without it the loss is a function of weights and batch."""
+    base = [f"data.source={world}", "data.resolution=64", "model=tiny"]  # decoder: the tiny pipeline's MoVQ
+    batch = {"video": torch.rand(2, 3, 2, 64, 64) * 2 - 1}
+    for noise, stochastic in ((0.0, False), (0.5, True)):
+        trainer = make_task(load_config(task, None, [*base, f"{task}.latent_noise={noise}"]))
+        with torch.no_grad():
+            first, second = (trainer.loss(trainer.model, batch) for _ in range(2))
+        assert (first != second) == stochastic, f"{task}.latent_noise={noise}: losses {first} and {second}"
+    with pytest.raises(ValueError, match="latent_noise"):
+        load_config(task, None, [*base, f"{task}.latent_noise=-0.1"])
+
+
+def test_text_to_image_first_frames_limits_where_frames_come_from(movq_run):
+    movq = f"text_to_image.movq={movq_run / 'export' / 'movq'}"
+    anywhere = make_task(load_config("text_to_image", None, ["model=tiny", movq, "data.source=x.csv"]))
+    first = make_task(load_config("text_to_image", None, ["model=tiny", movq, "data.source=x.csv",
+                                                           "text_to_image.first_frames=12"]))
+    assert anywhere.clip_spec() == ClipSpec(1) and first.clip_spec() == ClipSpec(1, latest_start=11)
+    with pytest.raises(ValueError, match="first_frames"):
+        load_config("text_to_image", None, [movq, "text_to_image.first_frames=-1"])
 
 
 def test_cosine_learning_rate_schedule(world, tmp_path):

@@ -82,6 +82,16 @@ def test_start_end_seconds_limit_the_clip(videos):
         assert 12 <= indices[0] and indices[-1] < 24
 
 
+def test_latest_start_keeps_the_clip_near_the_start(videos):
+    record = VideoRecord(str(videos / "000.mp4"), "x", start=0.5)  # from frame 12
+    starts = {int(read_clip(record, ClipSpec(1, latest_start=2), np.random.default_rng(seed))[1][0]) for seed in range(30)}
+    assert starts == {12, 13, 14}
+    starts = {int(read_clip(record, ClipSpec(2, 3, 3), np.random.default_rng(seed))[1][0]) for seed in range(30)}
+    assert max(starts) > 20  # without latest_start: anywhere the clip fits
+    with pytest.raises(ValueError, match="latest_start"):
+        ClipSpec(1, latest_start=-1)
+
+
 def test_resize_center_crop_keeps_the_centre():
     frames = np.zeros((2, 40, 80, 3), np.uint8)
     frames[:, :, 20:60] = 255  # the centre square of a 2:1 frame is white

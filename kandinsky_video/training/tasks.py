@@ -117,6 +117,11 @@ def encode_video(movq: MoVQVideo | VQModel, video: torch.Tensor) -> torch.Tensor
     return unfold_frames(latents, video.shape[2]).float().contiguous()
 
 
+def with_noise(latents: torch.Tensor, std: float) -> torch.Tensor:
+    """``latents`` plus Gaussian noise of ``std`` (none at 0): what an autoencoder's decoder trains on."""
+    return latents + std * torch.randn_like(latents) if std else latents
+
+
 def split_clip(latents: torch.Tensor, frames_between: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Clip latents (B, C, (k+1)G+1, h, w) -> keyframes (B, C, G+1, h, w) and targets (B, k*C, G, h, w).
 
@@ -367,8 +372,9 @@ class DecoderTask(Task):
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         video = batch["video"]  # (B, 3, T, H, W) in [-1, 1]
-        reconstruction = model(encode_video(self.encoder, video))  # all T frames decoded jointly
         method = self.config.decoder
+        latents = with_noise(encode_video(self.encoder, video), method.latent_noise)
+        reconstruction = model(latents)  # all T frames decoded jointly
         distance = F.l1_loss if method.loss == "l1" else F.mse_loss
         loss = distance(reconstruction.float(), video.float())
         if self.lpips is not None:
@@ -412,9 +418,9 @@ class MovqTask(Task):
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         images = fold_frames(batch["video"])  # (B, 3, H, W) in [-1, 1]: one frame per video
-        latents = model.encode(images).latents  # (B, 4, H/8, W/8), before quantisation
-        reconstruction = model.decode(latents, force_not_quantize=True).sample
         method = self.config.movq
+        latents = model.encode(images).latents  # (B, 4, H/8, W/8), before quantisation
+        reconstruction = model.decode(with_noise(latents, method.latent_noise), force_not_quantize=True).sample
         loss = F.l1_loss(reconstruction.float(), images.float())
         if method.l2_weight:
             loss = loss + method.l2_weight * F.mse_loss(reconstruction.float(), images.float())
@@ -482,7 +488,8 @@ class TextToImageTask(Task):
         self.movq.to(device, dtype)  # the only frozen part; the text encoder and projection train
 
     def clip_spec(self) -> ClipSpec:
-        return ClipSpec(1)
+        first_frames = self.config.text_to_image.first_frames
+        return ClipSpec(1, latest_start=first_frames - 1 if first_frames else None)
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         latents = fold_frames(encode_video(self.movq, batch["video"]))  # (B, 4, h, w)
