@@ -10,13 +10,13 @@ import yaml
 from diffusers import VQModel
 from safetensors import safe_open
 
+from kandinsky_video.data import ClipSpec
 from kandinsky_video.demo.recipe import GENERATION, SAMPLE_RANGE, STAGES, export_of, run_recipe, ship
 from kandinsky_video.demo.world import Scene, write_world
 from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
 from kandinsky_video.pipelines.loading import generation_defaults
 from kandinsky_video.testing import tiny_tokenizer
-from kandinsky_video.data import ClipSpec
 from kandinsky_video.training import TextToImageModel, load_config, make_task, train
 from kandinsky_video.training.tasks import size_config
 

@@ -84,10 +84,12 @@ def test_start_end_seconds_limit_the_clip(videos):
 
 def test_latest_start_keeps_the_clip_near_the_start(videos):
     record = VideoRecord(str(videos / "000.mp4"), "x", start=0.5)  # from frame 12
-    starts = {int(read_clip(record, ClipSpec(1, latest_start=2), np.random.default_rng(seed))[1][0]) for seed in range(30)}
-    assert starts == {12, 13, 14}
-    starts = {int(read_clip(record, ClipSpec(2, 3, 3), np.random.default_rng(seed))[1][0]) for seed in range(30)}
-    assert max(starts) > 20  # without latest_start: anywhere the clip fits
+
+    def starts(spec: ClipSpec) -> set[int]:
+        return {int(read_clip(record, spec, np.random.default_rng(seed))[1][0]) for seed in range(30)}
+
+    assert starts(ClipSpec(1, latest_start=2)) == {12, 13, 14}
+    assert max(starts(ClipSpec(2, 3, 3))) > 20  # without latest_start: anywhere the clip fits
     with pytest.raises(ValueError, match="latest_start"):
         ClipSpec(1, latest_start=-1)
 
