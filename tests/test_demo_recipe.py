@@ -76,8 +76,14 @@ def test_text_to_image_first_frames_limits_where_frames_come_from(movq_run):
     first = make_task(load_config("text_to_image", None, ["model=tiny", movq, "data.source=x.csv",
                                                            "text_to_image.first_frames=12"]))
     assert anywhere.clip_spec() == ClipSpec(1) and first.clip_spec() == ClipSpec(1, latest_start=11)
+    mixed = make_task(load_config("text_to_image", None, ["model=tiny", movq, "data.source=x.csv",
+                                                           "text_to_image.first_frames=12",
+                                                           "text_to_image.first_frames_share=0.5"]))
+    assert mixed.clip_spec() == ClipSpec(1, latest_start=11, latest_start_share=0.5)
     with pytest.raises(ValueError, match="first_frames"):
         load_config("text_to_image", None, [movq, "text_to_image.first_frames=-1"])
+    with pytest.raises(ValueError, match="first_frames_share"):
+        load_config("text_to_image", None, [movq, "text_to_image.first_frames_share=2"])
 
 
 def test_cosine_learning_rate_schedule(world, tmp_path):

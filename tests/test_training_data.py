@@ -14,6 +14,7 @@ from kandinsky_video.data import (
     ClipStream,
     TextVideoDataset,
     VideoRecord,
+    choose_frames,
     collate_clips,
     load_records,
     read_clip,
@@ -92,6 +93,18 @@ def test_latest_start_keeps_the_clip_near_the_start(videos):
     assert max(starts(ClipSpec(2, 3, 3))) > 20  # without latest_start: anywhere the clip fits
     with pytest.raises(ValueError, match="latest_start"):
         ClipSpec(1, latest_start=-1)
+
+
+def test_latest_start_share_caps_only_that_share_of_clips():
+    rng = np.random.default_rng(0)
+    spec = ClipSpec(1, latest_start=11, latest_start_share=0.5)
+    starts = np.array([choose_frames(0, 48, spec, rng)[0] for _ in range(2000)])
+    # half the clips start in frames 0..11, the other half anywhere in 0..47 (a quarter of them in 0..11 too)
+    assert 0.59 < (starts < 12).mean() < 0.66 and starts.max() == 47
+    never = ClipSpec(1, latest_start=11, latest_start_share=0.0)
+    assert (np.array([choose_frames(0, 48, never, rng)[0] for _ in range(2000)]) < 12).mean() < 0.3
+    with pytest.raises(ValueError, match="latest_start_share"):
+        ClipSpec(1, latest_start=11, latest_start_share=1.5)
 
 
 def test_resize_center_crop_keeps_the_centre():

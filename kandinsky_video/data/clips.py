@@ -27,18 +27,22 @@ class UnreadableVideo(Exception):
 class ClipSpec:
     """``num_frames`` frames with consecutive frames ``stride`` source frames apart, stride drawn uniformly from
     ``min_stride..max_stride`` (capped by the video's length; a video too short even for ``min_stride`` is skipped),
-    starting anywhere, or at most ``latest_start`` source frames into the video's span."""
+    starting anywhere, or at most ``latest_start`` source frames into the video's span (in a share
+    ``latest_start_share`` of the clips; the rest start anywhere)."""
 
     num_frames: int
     min_stride: int = 1
     max_stride: int = 1
     latest_start: int | None = None
+    latest_start_share: float = 1.0
 
     def __post_init__(self):
         if self.num_frames < 1 or not 1 <= self.min_stride <= self.max_stride:
             raise ValueError(f"invalid clip: {self}; need num_frames >= 1 and 1 <= min_stride <= max_stride")
         if self.latest_start is not None and self.latest_start < 0:
             raise ValueError(f"invalid clip: {self}; latest_start must be >= 0 (or None: anywhere)")
+        if not 0.0 <= self.latest_start_share <= 1.0:
+            raise ValueError(f"invalid clip: {self}; latest_start_share must be in [0, 1]")
 
 
 def choose_frames(first: int, last: int, spec: ClipSpec, rng: np.random.Generator) -> np.ndarray | None:
@@ -50,7 +54,9 @@ def choose_frames(first: int, last: int, spec: ClipSpec, rng: np.random.Generato
         return None
     stride = int(rng.integers(spec.min_stride, high + 1))
     span = (spec.num_frames - 1) * stride + 1
-    latest = available - span if spec.latest_start is None else min(available - span, spec.latest_start)
+    share = spec.latest_start_share
+    capped = spec.latest_start is not None and (share == 1.0 or rng.random() < share)  # no draw when always capped
+    latest = min(available - span, spec.latest_start) if capped else available - span
     start = first + int(rng.integers(0, latest + 1))
     return start + stride * np.arange(spec.num_frames)
 

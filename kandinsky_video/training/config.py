@@ -170,9 +170,13 @@ class TextToImageConfig:
     # Train on frames among each video's first N only (0: any frame). Then a caption's motion words matter in a
     # single image ("moving right" starts on the left), so the frozen base passes them on to the temporal blocks.
     first_frames: int = 0
+    # The share of samples cut from those first frames; the rest come from anywhere, so the base still sees how
+    # videos end (with first_frames alone the demo's last keyframe, never seen by the base, came out broken).
+    first_frames_share: float = 1.0
 
     def __post_init__(self):
         _probability(self, "text_to_image", "uncond_prob")
+        _probability(self, "text_to_image", "first_frames_share")
         _non_negative(self, "text_to_image", "first_frames")
         if not self.movq:
             raise ValueError("text_to_image.movq is empty; give the movq stage's export, e.g. runs/movq/export/movq")

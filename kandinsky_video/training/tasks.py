@@ -43,7 +43,7 @@ NUM_TRAIN_TIMESTEPS = 1000
 ENCODE_CHUNK = 8  # frames through the frozen MoVQ encoder at once (memory only)
 
 # Architectures of the from-scratch tasks (movq, text_to_image), by size name: "tiny" is kandinsky_video.testing's,
-# "demo" the demo model's (~1.3 M MoVQ, ~3.2 M U-Net, ~0.1 M T5; 64x64 frames -> 8x8 latents).
+# "demo" the demo model's (~1.3 M MoVQ, ~2.9 M U-Net, ~0.1 M T5; 64x64 frames -> 8x8 latents).
 MODEL_SIZES = {
     "tiny": {
         "movq": None,  # None: kandinsky_video.testing.TINY_MOVQ_CONFIG / TINY_UNET_CONFIG / TINY_T5_CONFIG
@@ -53,7 +53,7 @@ MODEL_SIZES = {
     "demo": {
         "movq": {"block_out_channels": [32, 64, 64, 64]},  # overrides of TINY_MOVQ_CONFIG (same x8 topology)
         "unet": {"in_channels": 4, "time_embedding_dim": 64, "groups": 8, "attention_head_dim": 16,
-                 "layers_per_block": 2, "block_out_channels": [32, 64, 64, 64], "cross_attention_dim": 64},
+                 "layers_per_block": 2, "block_out_channels": [64, 64, 64], "cross_attention_dim": 64},
         "text_encoder": {"vocab_size": 384, "d_model": 64, "d_kv": 16, "d_ff": 128, "num_layers": 2, "num_heads": 4,
                          "feed_forward_proj": "gated-silu"},
     },
@@ -488,8 +488,10 @@ class TextToImageTask(Task):
         self.movq.to(device, dtype)  # the only frozen part; the text encoder and projection train
 
     def clip_spec(self) -> ClipSpec:
-        first_frames = self.config.text_to_image.first_frames
-        return ClipSpec(1, latest_start=first_frames - 1 if first_frames else None)
+        settings = self.config.text_to_image
+        if not settings.first_frames:
+            return ClipSpec(1)
+        return ClipSpec(1, latest_start=settings.first_frames - 1, latest_start_share=settings.first_frames_share)
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
         latents = fold_frames(encode_video(self.movq, batch["video"]))  # (B, 4, h, w)
