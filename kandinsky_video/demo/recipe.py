@@ -39,9 +39,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # in a sourc
 SAMPLE_RANGE = 2.5
 # How the demo is meant to be sampled (docs/demo.md): 5 keyframes at 2 fps, one k=10 pass -> 45 frames at 22 fps.
 # Guidance probed on 48 prompts, keyframes only: the right motion 73% / 90% / 94% at 2 / 4 / 6 (second run), 98% at
-# 4 and 6 (third). The interpolation U-Net predicts the in-betweens from pure noise at t=999 but cannot refine its own
-# partly denoised states (24 prompts: shape 54% / 25% / 21% at 1 / 2 / 4 steps, third run; 50% / 21% at 1 / 2,
-# fourth run): one DDIM step.
+# 4 and 6 (third). The interpolation U-Net predicts the in-betweens from pure noise at t=999 but does not read the noise
+# in a partly denoised input (docs/demo.md), so more steps hurt (24 prompts: shape 54% / 25% / 21% at 1 / 2 / 4 steps,
+# third run; 50% / 21% at 1 / 2, fourth run): one DDIM step.
 GENERATION = {"height": 64, "width": 64, "preset": "medium", "num_keyframes": 5, "num_inference_steps": 50,
               "interpolation_steps": 1, "guidance_scale": 6.0, "interpolation_guidance_scale": 0.25,
               "image_guidance_scale": 5.0}
