@@ -110,3 +110,19 @@ def test_changed_resolution_or_weights_miss_the_cache(videos, tmp_path):
 def test_cache_dir_is_rejected_where_nothing_is_cached():
     with pytest.raises(ValueError, match="data.cache_dir"):
         load_config("decoder", None, ["data.cache_dir=/tmp/cache"])
+
+
+@pytest.mark.parametrize("video_model", [False, True], ids=["MoVQ", "MoVQ Video"])
+def test_encoder_chunking_changes_no_latent(monkeypatch, video_model):
+    """Frames go through the frozen encoder in chunks (8 on the CPU, a pixel budget on a GPU): memory and speed
+    only, never the latents."""
+    from kandinsky_video.models import MoVQVideo
+    from kandinsky_video.testing import tiny_movq
+
+    movq = MoVQVideo.from_movq(tiny_movq()) if video_model else tiny_movq()
+    video = torch.rand(2, 3, 5, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    monkeypatch.setattr(tasks_module, "ENCODE_FRAMES", 1000)
+    whole = tasks_module.encode_video(movq, video)
+    monkeypatch.setattr(tasks_module, "ENCODE_FRAMES", 3)  # 10 frames: 3 + 3 + 3 + 1 (MoVQ Video: 3 + 2 per clip)
+    assert whole.shape == (2, 4, 5, 4, 4)
+    torch.testing.assert_close(tasks_module.encode_video(movq, video), whole, rtol=1e-5, atol=1e-6)
