@@ -64,6 +64,16 @@ def test_bad_overrides_raise_with_the_fix(override, message):
         load_config("keyframes", CONFIGS / "tiny_keyframes.yaml", [override])
 
 
+@pytest.mark.parametrize("override, message", [
+    ("interpolation.min_timestep=1000", "interpolation.min_timestep=1000 must be below 1000"),
+    ("interpolation.max_perturbation=1000", "interpolation.max_perturbation=1000 must be below 1000"),
+    ("interpolation.image_conv_on=right_keyframe", r"choose one of \('first_noisy', 'left_keyframe'\)"),
+])
+def test_bad_interpolation_settings_raise_with_the_fix(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config("interpolation", CONFIGS / "tiny_interpolation.yaml", [override])
+
+
 def test_bad_files_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="configs/"):
         load_config("keyframes", tmp_path / "missing.yaml")

@@ -65,3 +65,32 @@ def test_export_generates_in_the_pipeline(overfit):
     video = pipeline("a red square moving right", height=64, width=64, preset="medium", num_keyframes=2,
                      num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert video.frames.shape == (1, 5, 64, 64, 3)
+
+
+def test_a_fresh_model_takes_the_image_conv_where_asked_and_trains_only_from_min_timestep(tmp_path):
+    """From a pipeline without an interpolation U-Net: interpolation.image_conv_on places the image U-Net's input
+    conv, interpolation.min_timestep bounds the noise levels the loss draws."""
+    folder = tmp_path / "pipeline"
+    pipeline = tiny_pipeline()
+    pipeline.register_modules(interpolation_unet=None, interpolation_scheduler=None)
+    pipeline.save_pretrained(folder)
+    videos = write_square_videos(tmp_path / "videos", count=1, num_frames=40)
+    config = load_config("interpolation", CONFIG, [
+        f"model={folder}", f"data.source={videos}", f"run.output_dir={tmp_path / 'run'}",
+        "interpolation.image_conv_on=left_keyframe", "interpolation.min_timestep=990",
+    ])
+    task = make_task(config)
+    task.place(torch.device("cpu"), torch.float32, validating=False)
+
+    image_conv = task.pipeline.unet.spatial.conv_in.weight
+    conv_in, channels = task.model.spatial.conv_in.weight, image_conv.shape[1]
+    torch.testing.assert_close(conv_in[:, :channels], image_conv, rtol=0, atol=0)
+    assert not conv_in[:, channels:].any()
+
+    timesteps = []
+    task.model.register_forward_pre_hook(lambda module, args: timesteps.append(args[2]))
+    dataset = TextVideoDataset(load_records(config.data.source), task.clip_spec(), config.data.resolution)
+    batch = collate_clips([dataset[ClipKey(0, (0, position))] for position in range(4)])
+    fixed_loss(task, batch)
+    drawn = torch.cat(timesteps)
+    assert len(drawn) == 8 * 4 and drawn.min() >= 990 and drawn.max() <= 999

@@ -17,22 +17,30 @@ def inputs(k: int, keyframes: int = 4, size: int = 8, seed: int = 0):
     return sample, torch.randn(2, 4, keyframes, size, size, generator=generator)
 
 
-@pytest.mark.parametrize("k", [3, 10])
-def test_init_predicts_k_copies_of_the_image_prediction(t2i_unet, k):
+@pytest.mark.parametrize("k, image_conv_on", [(3, "first_noisy"), (10, "first_noisy"), (3, "left_keyframe")])
+def test_init_predicts_k_copies_of_the_image_prediction(t2i_unet, k, image_conv_on):
     null = torch.randn(8)
-    model = KandinskyVideoInterpolationUNet.from_kandinsky3(t2i_unet, frames_between=k, null_embedding=null).eval()
+    model = KandinskyVideoInterpolationUNet.from_kandinsky3(
+        t2i_unet, frames_between=k, null_embedding=null, image_conv_on=image_conv_on
+    ).eval()
     sample, keyframes = inputs(k)
     with torch.no_grad():
         out = split_groups(model(sample, keyframes, 400, skip=3).sample, k)  # (B, C, G, k, H, W)
-        # The image U-Net on the first noisy latent of each group, with the released null context [null, 0].
-        first = split_groups(sample, k)[:, :, :, 0]  # (B, C, G, H, W)
+        # The image U-Net on the first noisy latent (or the left keyframe) of each group, with the released null
+        # context [null, 0].
+        seen = split_groups(sample, k)[:, :, :, 0] if image_conv_on == "first_noisy" else keyframes[:, :, :-1]
         context = torch.stack([null, torch.zeros(8)]).expand(2, -1, -1)
         reference = torch.stack(
-            [t2i_unet(first[:, :, g], 400, context, torch.tensor([[1, 0]] * 2)).sample for g in range(3)], dim=2
+            [t2i_unet(seen[:, :, g], 400, context, torch.tensor([[1, 0]] * 2)).sample for g in range(3)], dim=2
         )
     assert out.shape == (2, 4, 3, k, 8, 8)
     for frame in range(k):
         torch.testing.assert_close(out[:, :, :, frame], reference, atol=1e-5, rtol=1e-5)
+
+
+def test_unknown_image_conv_input_raises(t2i_unet):
+    with pytest.raises(ValueError, match=r"image_conv_on='right'; choose one of \('first_noisy', 'left_keyframe'\)"):
+        KandinskyVideoInterpolationUNet.from_kandinsky3(t2i_unet, image_conv_on="right")
 
 
 def test_groups_interact_and_conditioning_is_used_once_trained(t2i_unet):

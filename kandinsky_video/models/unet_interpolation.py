@@ -22,6 +22,8 @@ from .kandinsky3_walk import (
     inner_convs,
 )
 
+IMAGE_CONV_INPUTS = ("first_noisy", "left_keyframe")  # where from_kandinsky3 puts the image U-Net's input conv
+
 
 @dataclass
 class InterpolationUNetOutput(BaseOutput):
@@ -94,12 +96,18 @@ class KandinskyVideoInterpolationUNet(Kandinsky3VideoWalk, ModelMixin, ConfigMix
         frames_between: int = 3,
         null_embedding: torch.Tensor | None = None,
         subfolder: str | None = None,
+        image_conv_on: str = "first_noisy",
     ) -> "KandinskyVideoInterpolationUNet":
         """Initialise from a text-to-image U-Net by the paper's rule, so that at init it predicts k copies of it.
 
-        The T2I input conv weights go to the first noisy latent's channels, every other (new) input channel is
-        zero; the output conv is replicated k times; temporal convs and all merges start at zero.
+        The T2I input conv weights go to one input latent's channels (``image_conv_on``: the first noisy latent,
+        or the left keyframe), every other (new) input channel is zero; the output conv is replicated k times;
+        temporal convs and all merges start at zero. The paper leaves open which latent keeps the image conv; on
+        the left keyframe the model starts by redrawing it and no longer treats both keyframes alike, which
+        trains faster where the noisy input carries nothing (see docs/demo.md).
         """
+        if image_conv_on not in IMAGE_CONV_INPUTS:
+            raise ValueError(f"image_conv_on={image_conv_on!r}; choose one of {IMAGE_CONV_INPUTS}")
         if not isinstance(unet, Kandinsky3UNet):
             if subfolder is None and os.path.isdir(os.path.join(str(unet), "unet")):
                 subfolder = "unet"
@@ -112,7 +120,8 @@ class KandinskyVideoInterpolationUNet(Kandinsky3VideoWalk, ModelMixin, ConfigMix
         )
         weights = {k: v for k, v in unet.state_dict().items() if not k.startswith("encoder_hid_proj.")}
         conv_in = torch.zeros_like(model.spatial.conv_in.weight)
-        conv_in[:, channels : 2 * channels] = weights["conv_in.weight"]
+        offset = channels if image_conv_on == "first_noisy" else 0  # inputs: [left keyframe, k noisy, right keyframe]
+        conv_in[:, offset : offset + channels] = weights["conv_in.weight"]
         weights["conv_in.weight"] = conv_in
         weights["conv_out.weight"] = weights["conv_out.weight"].repeat(frames_between, 1, 1, 1)
         weights["conv_out.bias"] = weights["conv_out.bias"].repeat(frames_between)

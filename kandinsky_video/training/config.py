@@ -15,6 +15,8 @@ from pathlib import Path
 
 import yaml
 
+from ..models.unet_interpolation import IMAGE_CONV_INPUTS
+
 TASKS = ("keyframes", "interpolation", "decoder", "movq", "text_to_image")
 FROM_SCRATCH = ("movq", "text_to_image")  # tasks whose ``model`` names an architecture size (tasks.MODEL_SIZES)
 SIZES = ("tiny", "demo")  # the size names of tasks.MODEL_SIZES
@@ -119,15 +121,17 @@ class InterpolationConfig:
     max_skip: int = 12  # skip s (source frames between neighbouring clip frames) drawn from 1..max_skip
     max_perturbation: int = 250  # keyframe latents are noised to a level drawn from 0..max_perturbation
     uncond_prob: float = 0.1  # zeroed keyframes (the unconditional branch of interpolation guidance)
+    min_timestep: int = 0  # t drawn from min_timestep..999: e.g. 900 for a sampler that starts at 999 in one step
+    image_conv_on: str = "first_noisy"  # a new U-Net's image input conv: first_noisy | left_keyframe
 
     def __post_init__(self):
         _positive(self, "interpolation", "frames_between", "num_groups", "max_skip")
-        _non_negative(self, "interpolation", "max_perturbation")
+        _non_negative(self, "interpolation", "max_perturbation", "min_timestep")
         _probability(self, "interpolation", "uncond_prob")
-        if self.max_perturbation >= 1000:
-            raise ValueError(
-                f"interpolation.max_perturbation={self.max_perturbation} must be below 1000 (250 released)"
-            )
+        _choice(self, "interpolation", "image_conv_on", IMAGE_CONV_INPUTS)
+        for name, value in (("max_perturbation", self.max_perturbation), ("min_timestep", self.min_timestep)):
+            if value >= 1000:
+                raise ValueError(f"interpolation.{name}={value} must be below 1000, the number of training timesteps")
 
 
 @dataclass

@@ -299,7 +299,8 @@ class InterpolationTask(Task):
             logger.info("no interpolation U-Net in %s: initialising one from the image U-Net (k=%d)", config.model,
                         method.frames_between)
             model = KandinskyVideoInterpolationUNet.from_kandinsky3(
-                pipeline.unet.spatial, method.frames_between, null_embedding=pipeline.text_projection.null_embedding
+                pipeline.unet.spatial, method.frames_between, null_embedding=pipeline.text_projection.null_embedding,
+                image_conv_on=method.image_conv_on,
             )
             scheduler = KandinskyVideoScheduler(prediction_type="v_prediction")
             pipeline.register_modules(interpolation_unet=model, interpolation_scheduler=scheduler)
@@ -325,7 +326,7 @@ class InterpolationTask(Task):
         keyframes, target = split_clip(self.clip_latents(batch), method.frames_between)
         batch_size, device = len(target), target.device
         noise = torch.randn_like(target)
-        timesteps = torch.randint(0, NUM_TRAIN_TIMESTEPS, (batch_size,), device=device)
+        timesteps = torch.randint(method.min_timestep, NUM_TRAIN_TIMESTEPS, (batch_size,), device=device)
         noisy = self.noise.add_noise(target, noise, timesteps)
         # Conditioning perturbation: keyframes noised to level p with the same schedule, p passed to the model.
         perturbation = torch.randint(0, method.max_perturbation + 1, (batch_size,), device=device)
