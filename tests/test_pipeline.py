@@ -1,5 +1,6 @@
 """KandinskyVideoPipeline with tiny random components on the CPU."""
 
+import copy
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -141,6 +142,21 @@ def test_video_file_written_and_read_back(pipe, tmp_path, suffix):
 def test_bad_inputs(pipe, kwargs, message):
     with pytest.raises(ValueError, match=message):
         pipe(**{**SMALL, **kwargs})
+
+
+def test_unguided_interpolation_is_the_conditional_model_alone(pipe):
+    """w = 0 skips the unconditional pass and equals the limit of the guided formula."""
+    unet = copy.deepcopy(pipe.interpolation_unet)
+    torch.nn.init.normal_(unet.spatial.conv_in.weight, std=0.1)  # keyframe channels start at zero: make them count
+    reading = KandinskyVideoPipeline(**{**pipe.components, "interpolation_unet": unet})
+    batches = []
+    unet.register_forward_hook(lambda module, args, out: batches.append(len(args[0])))
+    videos = {w: reading("a red circle", preset="medium", generator=seeded(), output_type="latent",
+                         interpolation_guidance_scale=w, **SMALL).frames for w in (0.0, 1e-6, 1.0)}
+    steps = SMALL["num_inference_steps"]
+    assert batches == [1] * steps + [2] * 2 * steps
+    torch.testing.assert_close(videos[0.0], videos[1e-6], rtol=0, atol=1e-4)
+    assert (videos[0.0] - videos[1.0]).abs().max() > 1e-3  # the unconditional branch does differ
 
 
 def test_interpolating_without_an_interpolation_model(pipe):

@@ -165,11 +165,14 @@ class KandinskyVideoPipeline(DiffusionPipeline):
         k = model.config.frames_between
         batch, channels, frames, height, width = keyframes.shape
         latents = randn_video((batch, k * channels, frames - 1, height, width), generator, keyframes.device, keyframes.dtype)
-        both_keyframes = torch.cat([keyframes, torch.zeros_like(keyframes)])  # unconditional: zeroed keyframes
-        skip = torch.full((2 * batch,), skip, device=keyframes.device)
+        guided = guidance_scale != 0  # w = 0 is the conditional model alone: no unconditional pass
+        model_keyframes = torch.cat([keyframes, torch.zeros_like(keyframes)]) if guided else keyframes  # zeroed: uncond
+        skip = torch.full((len(model_keyframes),), skip, device=keyframes.device)
 
         def denoiser(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-            cond, uncond = model(torch.cat([x, x]), both_keyframes, timestep, skip).sample.chunk(2)
+            if not guided:
+                return model(x, model_keyframes, timestep, skip).sample
+            cond, uncond = model(torch.cat([x, x]), model_keyframes, timestep, skip).sample.chunk(2)
             return classifier_free_guidance(cond, uncond, guidance_scale)
 
         with self.progress_bar(total=steps) as bar:
