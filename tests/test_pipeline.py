@@ -1,6 +1,7 @@
 """KandinskyVideoPipeline with tiny random components on the CPU."""
 
 import copy
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -149,6 +150,7 @@ def test_unguided_interpolation_is_the_conditional_model_alone(pipe):
     unet = copy.deepcopy(pipe.interpolation_unet)
     torch.nn.init.normal_(unet.spatial.conv_in.weight, std=0.1)  # keyframe channels start at zero: make them count
     reading = KandinskyVideoPipeline(**{**pipe.components, "interpolation_unet": unet})
+    reading.set_progress_bar_config(disable=True)
     batches = []
     unet.register_forward_hook(lambda module, args, out: batches.append(len(args[0])))
     videos = {w: reading("a red circle", preset="medium", generator=seeded(), output_type="latent",
