@@ -123,6 +123,37 @@ def test_training_text_path_equals_the_pipeline_encoder():
         assert model.get_parameter(name).grad.abs().sum() > 0, f"{name} gets no gradient"
 
 
+def test_text_to_image_cache_gives_the_same_run_and_is_reused(movq_run, world, tmp_path, monkeypatch):
+    """The base's frozen MoVQ latents come from data.cache_dir when set: the same losses and weights, and a second
+    run over the same frames encodes nothing."""
+    from kandinsky_video.training import tasks as tasks_module
+
+    encoded = []
+    encode_video = tasks_module.encode_video
+    monkeypatch.setattr(tasks_module, "encode_video", lambda movq, video: encoded.append(len(video)) or
+                        encode_video(movq, video))
+
+    def run(folder: str, *cache: str) -> tuple[list[float], dict]:
+        export = train(load_config("text_to_image", None, [
+            f"data.source={world}", f"run.output_dir={tmp_path / folder}", "model=tiny", "optim.steps=3",
+            "optim.batch_size=2", "optim.gradient_accumulation=1", f"text_to_image.movq={movq_run / 'export' / 'movq'}",
+            *cache, *COMMON]))
+        with safe_open(export / "pipeline" / "unet" / "diffusion_pytorch_model.safetensors", "pt") as weights:
+            return losses(tmp_path / folder), {key: weights.get_tensor(key) for key in weights.keys()}
+
+    plain = run("plain")
+    assert sum(encoded) == 6
+    encoded.clear()
+    cache = f"data.cache_dir={tmp_path / 'cache'}"
+    cached = run("cached", cache)
+    entries = len(list((tmp_path / "cache" / "latents").rglob("*.safetensors")))
+    assert sum(encoded) == entries and 0 < entries <= 6  # frames drawn twice are encoded once
+    assert cached[0] == plain[0] and all(torch.equal(cached[1][key], plain[1][key]) for key in plain[1])
+    encoded.clear()
+    again = run("again", cache)
+    assert sum(encoded) == 0 and again[0] == plain[0]
+
+
 def test_text_to_image_resumes_and_exports_a_pipeline_that_generates(movq_run, world, tmp_path):
     settings = [
         f"data.source={world}", f"run.output_dir={tmp_path}", "model=tiny", "optim.batch_size=2",
@@ -165,7 +196,8 @@ TINY_STAGES = {
 
 def tiny_configs(folder: Path) -> Path:
     for stage, settings in TINY_STAGES.items():
-        config = {"task": stage, "data": {"resolution": 64, "num_workers": 0},
+        cache = {"cache_dir": "runs/demo/cache"} if stage in ("text_to_image", "keyframes", "interpolation") else {}
+        config = {"task": stage, "data": {"resolution": 64, "num_workers": 0, **cache},
                   "run": {"report_to": [], "checkpoint_every": 2}, **settings}
         config["optim"] = {"gradient_accumulation": 1, **settings["optim"]}
         (folder / f"{stage}.yaml").write_text(yaml.safe_dump(config))
@@ -176,10 +208,16 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
     (tmp_path / "configs").mkdir()
     configs = tiny_configs(tmp_path / "configs")
     out = tmp_path / "run"
+
+    def cache_dir_of(stage: str) -> str:
+        return yaml.safe_load((out / stage / "config.yaml").read_text())["data"]["cache_dir"]
     first = run_recipe(out, max_steps_scale=0.5, configs=configs, data=world)
     assert first.trained == list(STAGES) and not first.skipped
     assert all(export_of(out, stage).exists() for stage in STAGES)
     assert json.loads((out / "movq" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2  # 4 steps x 0.5
+    # The stages that cache latents share one cache in the run folder (their configs' path is the recipe's to set).
+    assert {cache_dir_of(stage) for stage in ("text_to_image", "keyframes", "interpolation")} == {str(out / "cache")}
+    assert len(list((out / "cache" / "latents").rglob("*.safetensors"))) > 0
     pipeline = KandinskyVideoPipeline.from_pretrained(first.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="medium",

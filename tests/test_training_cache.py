@@ -1,4 +1,5 @@
-"""data.cache_dir: frozen MoVQ latents and text context cached per sampled clip (keyframes, interpolation)."""
+"""data.cache_dir: frozen MoVQ latents and text context cached per sampled clip (keyframes, interpolation; the
+text-to-image base's in test_demo_recipe.py)."""
 
 import json
 from pathlib import Path

@@ -20,7 +20,7 @@ from ..models.unet_interpolation import IMAGE_CONV_INPUTS
 TASKS = ("keyframes", "interpolation", "decoder", "movq", "text_to_image")
 FROM_SCRATCH = ("movq", "text_to_image")  # tasks whose ``model`` names an architecture size (tasks.MODEL_SIZES)
 SIZES = ("tiny", "demo")  # the size names of tasks.MODEL_SIZES
-CACHED = ("keyframes", "interpolation")  # tasks that can cache frozen-model outputs (data.cache_dir)
+CACHED = ("keyframes", "interpolation", "text_to_image")  # tasks that can cache frozen-model outputs (data.cache_dir)
 LR_SCHEDULES = ("constant", "cosine")
 MIXED_PRECISION = ("no", "bf16", "fp16")
 TRACKERS = ("tensorboard", "wandb")
@@ -32,7 +32,8 @@ class DataConfig:
     resolution: int = 512  # square training size: centre crop, then resize
     num_workers: int = 4  # data-loader worker processes (0: read in the training process)
     max_substitutions: int = 16  # unreadable/short videos replaced in a row before the run stops
-    # keyframes/interpolation: cache the frozen MoVQ latents (and text context) per sampled clip here ("": off)
+    # keyframes/interpolation/text_to_image: cache the frozen MoVQ latents (and frozen text context) per sampled clip
+    # here ("": off)
     cache_dir: str = ""
 
     def __post_init__(self):
@@ -213,8 +214,8 @@ class TrainConfig:
         if not self.model:
             raise ValueError("model is empty; use 'tiny', a pipeline folder or a Kandinsky 3.0 folder / hub id")
         if self.data.cache_dir and self.task not in CACHED:
-            raise ValueError(f"data.cache_dir: only {CACHED} cache latents (`train {self.task}` encodes nothing "
-                             "frozen before its model); remove data.cache_dir")
+            raise ValueError(f"data.cache_dir: only {CACHED} cache latents (`train {self.task}` trains the encoder "
+                             "it would cache); remove data.cache_dir")
         if self.task not in ("decoder", "movq") and self.data.resolution % 64:
             raise ValueError(f"data.resolution={self.data.resolution}: the U-Nets need a multiple of 64 (256, 512)")
 

@@ -153,7 +153,7 @@ class Task:
         self.config, self.pipeline, self.model = config, pipeline, model
         if pipeline is not None:  # None: a task without validation videos (movq)
             self.pipeline.set_progress_bar_config(disable=True)
-        # data.cache_dir (keyframes, interpolation only; TrainConfig checks): frozen outputs per sampled clip
+        # data.cache_dir (keyframes, interpolation, text_to_image; TrainConfig checks): frozen outputs per sampled clip
         self.cache = SampleCache(config.data.cache_dir) if config.data.cache_dir else None
         self._identities = {}  # cache kind -> model identity, hashed once the frozen models are placed
 
@@ -503,7 +503,7 @@ class TextToImageTask(Task):
         return ClipSpec(1, latest_start=settings.first_frames - 1, latest_start_share=settings.first_frames_share)
 
     def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
-        latents = fold_frames(encode_video(self.movq, batch["video"]))  # (B, 4, h, w)
+        latents = fold_frames(self.clip_latents(batch))  # (B, 4, h, w); the MoVQ is frozen, so cacheable
         tokens = self.text.tokenize(batch["caption"])
         drop = torch.rand(len(latents), device=latents.device) < self.config.text_to_image.uncond_prob  # (B,)
         noise = torch.randn_like(latents)
