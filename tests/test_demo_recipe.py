@@ -18,6 +18,7 @@ from kandinsky_video.pipelines import KandinskyVideoPipeline
 from kandinsky_video.pipelines.loading import generation_defaults
 from kandinsky_video.testing import tiny_tokenizer
 from kandinsky_video.training import TextToImageModel, load_config, make_task, train
+from kandinsky_video.training.config import CACHED
 from kandinsky_video.training.tasks import size_config
 
 COMMON = ["data.resolution=64", "data.num_workers=0", "run.report_to=[]", "run.log_every=1"]
@@ -128,10 +129,14 @@ def test_text_to_image_cache_gives_the_same_run_and_is_reused(movq_run, world, t
     run over the same frames encodes nothing."""
     from kandinsky_video.training import tasks as tasks_module
 
-    encoded = []
+    encoded = []  # frames per MoVQ encode
     encode_video = tasks_module.encode_video
-    monkeypatch.setattr(tasks_module, "encode_video", lambda movq, video: encoded.append(len(video)) or
-                        encode_video(movq, video))
+
+    def counted(movq, video):
+        encoded.append(len(video))
+        return encode_video(movq, video)
+
+    monkeypatch.setattr(tasks_module, "encode_video", counted)
 
     def run(folder: str, *cache: str) -> tuple[list[float], dict]:
         export = train(load_config("text_to_image", None, [
@@ -196,7 +201,7 @@ TINY_STAGES = {
 
 def tiny_configs(folder: Path) -> Path:
     for stage, settings in TINY_STAGES.items():
-        cache = {"cache_dir": "runs/demo/cache"} if stage in ("text_to_image", "keyframes", "interpolation") else {}
+        cache = {"cache_dir": "runs/demo/cache"} if stage in CACHED else {}  # the recipe sets the path
         config = {"task": stage, "data": {"resolution": 64, "num_workers": 0, **cache},
                   "run": {"report_to": [], "checkpoint_every": 2}, **settings}
         config["optim"] = {"gradient_accumulation": 1, **settings["optim"]}
@@ -211,12 +216,13 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
 
     def cache_dir_of(stage: str) -> str:
         return yaml.safe_load((out / stage / "config.yaml").read_text())["data"]["cache_dir"]
+
     first = run_recipe(out, max_steps_scale=0.5, configs=configs, data=world)
     assert first.trained == list(STAGES) and not first.skipped
     assert all(export_of(out, stage).exists() for stage in STAGES)
     assert json.loads((out / "movq" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2  # 4 steps x 0.5
     # The stages that cache latents share one cache in the run folder (their configs' path is the recipe's to set).
-    assert {cache_dir_of(stage) for stage in ("text_to_image", "keyframes", "interpolation")} == {str(out / "cache")}
+    assert {cache_dir_of(stage) for stage in CACHED} == {str(out / "cache")}
     assert len(list((out / "cache" / "latents").rglob("*.safetensors"))) > 0
     pipeline = KandinskyVideoPipeline.from_pretrained(first.pipeline)
     pipeline.set_progress_bar_config(disable=True)

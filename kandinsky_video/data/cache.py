@@ -2,8 +2,8 @@
 
 The keyframe, interpolation and text-to-image trainers run the frozen MoVQ encoder (the first two also T5) on every
 clip. With ``data.cache_dir`` set they look each sample up here first and only encode the misses, which are then
-written, so from the second epoch on a clip that comes up again costs a file read. Clip starts (and the interpolation skip) are random, so an
-entry is keyed by the frames actually sampled, never by the video alone:
+written, so from the second epoch on a clip that comes up again costs a file read. Clip starts (and the
+interpolation skip) are random, so an entry is keyed by the frames actually sampled, never by the video alone:
 
 - latents: (video path, its size and mtime, the clip's source-frame indices, frame size H x W, model identity);
 - text: (caption, model identity).
