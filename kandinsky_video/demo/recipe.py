@@ -89,9 +89,10 @@ def stage_config(stage: str, out: Path, data: Path, configs: Path = CONFIGS, max
     path = configs / f"{stage}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no {path}; pass --configs with a folder holding {', '.join(STAGES)} .yaml files")
-    if load_config(stage, path, paths).data.cache_dir:  # one latent cache per run folder, shared by the stages
+    unscaled = load_config(stage, path, [*paths, *overrides])
+    if unscaled.data.cache_dir:  # one latent cache per run folder, shared by the stages (an override still wins)
         paths.append(f"data.cache_dir={out / 'cache'}")
-    steps = load_config(stage, path, [*paths, *overrides]).optim.steps
+    steps = unscaled.optim.steps
     scaled = [f"optim.steps={max(1, round(steps * max_steps_scale))}"] if max_steps_scale != 1 else []
     return load_config(stage, path, [*paths, *scaled, *overrides])
 

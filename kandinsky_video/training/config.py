@@ -214,8 +214,8 @@ class TrainConfig:
         if not self.model:
             raise ValueError("model is empty; use 'tiny', a pipeline folder or a Kandinsky 3.0 folder / hub id")
         if self.data.cache_dir and self.task not in CACHED:
-            raise ValueError(f"data.cache_dir: only {CACHED} cache latents (`train {self.task}` trains the encoder "
-                             "it would cache); remove data.cache_dir")
+            raise ValueError(f"data.cache_dir: only {CACHED} read their latents through the cache, not "
+                             f"`train {self.task}`; remove data.cache_dir")
         if self.task not in ("decoder", "movq") and self.data.resolution % 64:
             raise ValueError(f"data.resolution={self.data.resolution}: the U-Nets need a multiple of 64 (256, 512)")
 
