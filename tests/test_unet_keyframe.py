@@ -136,9 +136,13 @@ def test_from_kandinsky3_folder_on_disk(t2i_unet, tmp_path, text):
     tiny_kandinsky3_unet().save_pretrained(tmp_path / "kandinsky-3" / "unet")
     model = KandinskyVideoUNet.from_kandinsky3(tmp_path / "kandinsky-3").eval()
     with torch.no_grad():
-        torch.testing.assert_close(
-            model(video(size=8), 3, *text).sample, per_frame(t2i_unet, video(size=8), 3, *text), atol=1e-5, rtol=1e-5
-        )
+        out = model(video(size=8), 3, *text).sample
+        # The folder gives the very model the in-memory conversion gives: same shapes, so the same bits.
+        in_memory = KandinskyVideoUNet.from_kandinsky3(t2i_unet).eval()
+        torch.testing.assert_close(out, in_memory(video(size=8), 3, *text).sample, rtol=0, atol=0)
+        # Frame by frame only to fp32 rounding: one batch of B*T frames and T batches of B sum in different orders
+        # on a multi-threaded CPU (2.5e-5 seen on outputs up to 1.6).
+        torch.testing.assert_close(out, per_frame(t2i_unet, video(size=8), 3, *text), atol=1e-4, rtol=1e-4)
 
 
 def test_compiles_without_graph_breaks(t2i_unet, text):
