@@ -1,7 +1,8 @@
 """The demo model's quality report: its videos for a fixed prompt set, read back by the world's analyser (colour,
 shape, motion direction, centroid-path roughness) on training and held-out colour-shape pairs, with the analyser's
 own accuracy on rendered world videos beside each (and on those videos passed through the model's MoVQ, the best
-its latents can show); FVD (real I3D) of the full model and of the T2I base alone.
+its latents can show), per prompted shape, and on the videos' keyframes alone; FVD (real I3D) of the full model
+and of the T2I base alone.
 
     python benchmarks/demo_quality.py [--model demo] [--count 162] [--held-out-count 54] [--no-fvd]
         [--strip docs/demo_strip.png] [--json results.json]
@@ -12,6 +13,7 @@ Prints one line per figure. FVD needs the I3D weights: `kandinsky-video eval fet
 import argparse
 import json
 import logging
+import math
 import time
 
 import torch
@@ -45,6 +47,7 @@ def main() -> None:
     settings = {k: v for k, v in defaults.items() if k not in IMAGE_ONLY_SETTINGS}
     pipeline = load_pipeline(args.model, torch.float32, "cpu")
     pipeline.set_progress_bar_config(disable=True)
+    keyframe_stride = pipeline.interpolation_unet.config.frames_between + 1 if settings["preset"] == "medium" else 1
     print(f"model {args.model}: {json.dumps(settings)}")
     results = {"settings": defaults}
     for split, held_out, count in (("training pairs", False, args.count), ("held-out pairs", True, args.held_out_count)):
@@ -53,15 +56,21 @@ def main() -> None:
         videos = generate_videos(pipeline, scenes, settings, args.batch_size, args.seed)
         seconds = (time.perf_counter() - start) / len(scenes)
         model_figures = score(scenes, videos)
+        keyframe_figures = score(scenes, videos[:, ::keyframe_stride])  # the frames the keyframe U-Net drew
         real = rendered_videos(scenes, videos.shape[1], videos.shape[2])
         analyser_figures = score(scenes, real)
         ceiling = score(scenes, autoencoded_videos(pipeline, real, args.batch_size))
         results[split] = {"videos": len(scenes), "seconds_per_video": seconds, "model": model_figures,
-                          "analyser_on_world": analyser_figures, "world_through_movq": ceiling}
+                          "keyframes": keyframe_figures, "analyser_on_world": analyser_figures,
+                          "world_through_movq": ceiling}
         for name in ("colour", "shape", "motion"):
             print(f"{split}: {name} accuracy {model_figures[name]:.1%} over {len(scenes)} videos "
                   f"(analyser on world videos: {analyser_figures[name]:.1%}; on them through the model's MoVQ: "
-                  f"{ceiling[name]:.1%})")
+                  f"{ceiling[name]:.1%}; the videos' keyframes alone: {keyframe_figures[name]:.1%})")
+        by_shape = "; ".join(f"{name[7:]} {model_figures[name]:.1%} (through the MoVQ {ceiling[name]:.1%}, keyframes "
+                             f"alone {keyframe_figures[name]:.1%})" for name in model_figures
+                             if name.startswith("shape: ") and not math.isnan(model_figures[name]))
+        print(f"{split}: shape accuracy by prompted shape: {by_shape}")
         print(f"{split}: centroid-path roughness {model_figures['roughness']:.2f} px/frame^2 "
               f"(world videos: {analyser_figures['roughness']:.2f})")
         print(f"{split}: {seconds:.2f} s per video ({videos.shape[1]} frames, {videos.shape[2]}x{videos.shape[3]})")

@@ -1,6 +1,7 @@
 """The shipped demo model (kandinsky_video/demo/weights) through every command, and its quality report's parts."""
 
 import json
+from dataclasses import replace
 
 import imageio.v3 as iio
 import numpy as np
@@ -13,7 +14,7 @@ import kandinsky_video.demo as demo
 from kandinsky_video.cli import main
 from kandinsky_video.demo.quality import (FVD_FRAMES, autoencoded_videos, fvd, fvd_clips, prompt_scenes,
                                           rendered_videos, score)
-from kandinsky_video.demo.world import all_scenes
+from kandinsky_video.demo.world import SHAPES, all_scenes
 from kandinsky_video.pipelines.loading import check_model_folder, generation_defaults, load_pipeline
 
 FAST = ["--steps", "6", "--interpolation-steps", "3"]  # the shipped defaults are 50 / 50; CI only checks shapes
@@ -88,6 +89,13 @@ def test_score_reads_world_videos_as_their_prompts_and_penalises_wrong_ones():
     videos = rendered_videos(scenes, frames=45, size=64)
     perfect = score(scenes, videos)
     assert perfect["colour"] == perfect["shape"] == perfect["motion"] == 1.0
+    assert [perfect[f"shape: {shape}"] for shape in SHAPES] == [1.0, 1.0, 1.0]  # 12 prompts name all three
+    misnamed = [replace(scene, shape=SHAPES[(SHAPES.index(scene.shape) + 1) % 3]) for scene in scenes]
+    wrong = score(misnamed, videos)
+    assert wrong["shape"] == 0.0 and wrong["colour"] == 1.0
+    assert [wrong[f"shape: {shape}"] for shape in SHAPES] == [0.0, 0.0, 0.0]
+    alone = score(scenes[:1], videos[:1])  # one prompt: the other two shapes have no figure
+    assert [np.isnan(alone[f"shape: {shape}"]) for shape in SHAPES] == [shape != scenes[0].shape for shape in SHAPES]
     assert perfect["roughness"] < 1.0  # constant-velocity paths
     backwards = score(scenes, videos[:, ::-1])  # reversed time: every motion is its opposite
     assert backwards["motion"] == 0.0 and backwards["colour"] == 1.0

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from ..evaluation.fvd import fvd_from_features, get_protocol, i3d_features
 from ..pipelines.export import to_uint8
 from .analysis import path_smoothness, read_video
-from .world import Scene, all_scenes, render
+from .world import SHAPES, Scene, all_scenes, render
 
 FVD_FRAMES = 16  # clip length of the FVD protocol (StyleGAN-V's fvd2048_16f)
 
@@ -28,10 +28,14 @@ def prompt_scenes(count: int, held_out: bool, seed: int = 0) -> list[Scene]:
 
 
 def score(scenes: list[Scene], videos: np.ndarray | list[np.ndarray]) -> dict[str, float]:
-    """Colour / shape / motion accuracy and mean centroid-path roughness (pixels / frame^2) of videos vs prompts."""
+    """Colour / shape / motion accuracy, shape accuracy per prompted shape (``shape: square`` ...; NaN for a shape
+    no prompt names) and mean centroid-path roughness (pixels / frame^2) of videos vs prompts."""
     readings = [read_video(np.asarray(video)) for video in videos]
     matches = [reading.matches(scene) for reading, scene in zip(readings, scenes, strict=True)]
     figures = {name: float(np.mean([m[name] for m in matches])) for name in ("colour", "shape", "motion")}
+    for shape in SHAPES:
+        hits = [m["shape"] for m, scene in zip(matches, scenes) if scene.shape == shape]
+        figures[f"shape: {shape}"] = float(np.mean(hits)) if hits else float("nan")
     roughness = [path_smoothness(reading.track) for reading in readings]
     figures["roughness"] = float(np.nanmean(roughness)) if not np.all(np.isnan(roughness)) else float("nan")
     return figures
