@@ -22,6 +22,7 @@ from kandinsky_video.demo import DEMO
 from kandinsky_video.demo.quality import (autoencoded_videos, generate_still_videos, generate_videos, fvd,
                                           prompt_scenes, rendered_videos, score)
 from kandinsky_video.evaluation.i3d_weights import load_i3d
+from kandinsky_video.pipelines import PRESETS
 from kandinsky_video.pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from kandinsky_video.pipelines.export import write_strip
 from kandinsky_video.pipelines.loading import IMAGE_ONLY_SETTINGS, generation_defaults, load_pipeline
@@ -47,7 +48,8 @@ def main() -> None:
     settings = {k: v for k, v in defaults.items() if k not in IMAGE_ONLY_SETTINGS}
     pipeline = load_pipeline(args.model, torch.float32, "cpu")
     pipeline.set_progress_bar_config(disable=True)
-    keyframe_stride = pipeline.interpolation_unet.config.frames_between + 1 if settings["preset"] == "medium" else 1
+    passes = PRESETS[settings["preset"]]  # each interpolation pass puts k frames between neighbours
+    keyframe_stride = (pipeline.interpolation_unet.config.frames_between + 1) ** passes if passes else 1
     print(f"model {args.model}: {json.dumps(settings)}")
     results = {"settings": defaults}
     for split, held_out, count in (("training pairs", False, args.count), ("held-out pairs", True, args.held_out_count)):
