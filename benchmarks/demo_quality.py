@@ -69,8 +69,8 @@ def main() -> None:
             print(f"{split}: {name} accuracy {model_figures[name]:.1%} over {len(scenes)} videos "
                   f"(analyser on world videos: {analyser_figures[name]:.1%}; on them through the model's MoVQ: "
                   f"{ceiling[name]:.1%}; the videos' keyframes alone: {keyframe_figures[name]:.1%})")
-        by_shape = "; ".join(f"{name[7:]} {model_figures[name]:.1%} (through the MoVQ {ceiling[name]:.1%}, keyframes "
-                             f"alone {keyframe_figures[name]:.1%})" for name in model_figures
+        by_shape = "; ".join(f"{name.removeprefix('shape: ')} {model_figures[name]:.1%} (through the MoVQ "
+                             f"{ceiling[name]:.1%}, keyframes alone {keyframe_figures[name]:.1%})" for name in model_figures
                              if name.startswith("shape: ") and not math.isnan(model_figures[name]))
         print(f"{split}: shape accuracy by prompted shape: {by_shape}")
         print(f"{split}: centroid-path roughness {model_figures['roughness']:.2f} px/frame^2 "
