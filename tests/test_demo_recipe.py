@@ -178,6 +178,29 @@ def test_text_to_image_resumes_and_exports_a_pipeline_that_generates(movq_run, w
     assert video.frames.shape == (1, 2, 64, 64, 3)
 
 
+def test_text_to_image_init_from_trains_on_from_a_given_base(movq_run, world, tmp_path):
+    """``text_to_image.init_from``: the model starts as that base (U-Net, T5, projection), not from the seeded init;
+    a base of another size, or a folder without a pipeline, is refused with the fix named."""
+    settings = [f"data.source={world}", "model=tiny", "optim.batch_size=2", "optim.gradient_accumulation=1",
+                f"text_to_image.movq={movq_run / 'export' / 'movq'}", *COMMON]
+
+    def model(*extra: str) -> TextToImageModel:
+        return make_task(load_config("text_to_image", None, [*settings, *extra])).model
+
+    trained = train(load_config("text_to_image", None, [*settings, f"run.output_dir={tmp_path}", "optim.steps=2"]))
+    base = KandinskyVideoPipeline.from_pretrained(trained / "pipeline")
+    continued, fresh = model(f"text_to_image.init_from={trained / 'pipeline'}"), model()
+    for name, part in (("unet", base.unet.spatial), ("text_encoder", base.text_encoder),
+                       ("text_projection", base.text_projection)):
+        weights, fresh_weights = getattr(continued, name).state_dict(), getattr(fresh, name).state_dict()
+        assert all(torch.equal(weights[key], value) for key, value in part.state_dict().items()), name
+        assert any(not torch.equal(fresh_weights[key], value) for key, value in part.state_dict().items()), name
+    with pytest.raises(ValueError, match="another architecture.*set model="):
+        model(f"text_to_image.init_from={trained / 'pipeline'}", "model=demo")
+    with pytest.raises(FileNotFoundError, match="holds no pipeline"):
+        model(f"text_to_image.init_from={tmp_path}")
+
+
 def test_from_scratch_configs_are_checked(tmp_path):
     with pytest.raises(ValueError, match="text_to_image.movq is empty"):
         load_config("text_to_image", None, [])

@@ -178,6 +178,9 @@ class TextToImageConfig:
     # The share of samples cut from those first frames; the rest come from anywhere, so the base still sees how
     # videos end (with first_frames alone the demo's last keyframe, never seen by the base, came out broken).
     first_frames_share: float = 1.0
+    # Another text_to_image run's export/pipeline: its base (spatial U-Net, T5 encoder, text projection) trains on
+    # from there under this run's own optimiser and schedule; "": from scratch at the ``model`` size.
+    init_from: str = ""
 
     def __post_init__(self):
         _probability(self, "text_to_image", "uncond_prob")

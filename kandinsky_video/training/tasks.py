@@ -452,6 +452,20 @@ class TextToImageModel(ModelMixin, ConfigMixin):
         self.text_encoder = T5EncoderModel(T5Config(**text_encoder_architecture))
         self.text_projection = TextProjection(text_encoder_architecture["d_model"], unet_architecture["cross_attention_dim"])
 
+    def load_base(self, folder: str) -> None:
+        """Start from a trained base: the spatial U-Net, T5 encoder and text projection of a pipeline folder."""
+        if not (Path(folder) / "model_index.json").is_file():
+            raise FileNotFoundError(f"text_to_image.init_from={folder} holds no pipeline (model_index.json); give "
+                                    "another text_to_image run's export/pipeline")
+        base = KandinskyVideoPipeline.from_pretrained(folder)
+        for part, trained in ((self.unet, base.unet.spatial), (self.text_encoder, base.text_encoder),
+                              (self.text_projection, base.text_projection)):
+            try:
+                part.load_state_dict(trained.state_dict())
+            except RuntimeError as error:
+                raise ValueError(f"text_to_image.init_from={folder} is a base of another architecture than the "
+                                 f"run's model size; set model= to the size it was trained at\n{error}") from error
+
     def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, N) token ids and mask -> context (B, L, D), mask (B, L): the pipeline's conditioning, with gradients."""
         return cut_context(*embed_tokens(self.text_encoder, self.text_projection, input_ids, attention_mask))
@@ -467,9 +481,10 @@ class TextToImageModel(ModelMixin, ConfigMixin):
 
 
 class TextToImageTask(Task):
-    """The text-to-image base from scratch on single frames: Kandinsky3UNet + T5 encoder + TextProjection, epsilon
-    loss, caption dropout to the (learned) null embedding; latents from a frozen trained MoVQ. Exports a whole
-    KandinskyVideoPipeline folder (identity temporal layers) that the keyframes/interpolation/decoder tasks start from.
+    """The text-to-image base on single frames, from scratch or on from a trained one (``text_to_image.init_from``):
+    Kandinsky3UNet + T5 encoder + TextProjection, epsilon loss, caption dropout to the (learned) null embedding;
+    latents from a frozen trained MoVQ. Exports a whole KandinskyVideoPipeline folder (identity temporal layers) that
+    the keyframes/interpolation/decoder tasks start from.
     """
 
     component, preset, needs_for_loss = "unet", "low", ("movq",)
@@ -483,6 +498,8 @@ class TextToImageTask(Task):
         # keywords: diffusers records positionally passed config values as defaults, which from_config then drops
         model = TextToImageModel(unet_architecture=size_config(config.model, "unet"),
                                  text_encoder_architecture=size_config(config.model, "text_encoder"))
+        if config.text_to_image.init_from:
+            model.load_base(config.text_to_image.init_from)
         self.movq = load_movq(movq_folder).requires_grad_(False).eval()
         pipeline = KandinskyVideoPipeline(
             tokenizer=ByT5Tokenizer(), text_encoder=model.text_encoder, text_projection=model.text_projection,
