@@ -11,7 +11,7 @@ from diffusers import VQModel
 from safetensors import safe_open
 
 from kandinsky_video.data import ClipSpec
-from kandinsky_video.demo.recipe import GENERATION, SAMPLE_RANGE, STAGES, export_of, run_recipe, ship
+from kandinsky_video.demo.recipe import GENERATION, STAGES, export_of, run_recipe, ship
 from kandinsky_video.demo.world import Scene, write_world
 from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
@@ -163,7 +163,7 @@ def test_text_to_image_resumes_and_exports_a_pipeline_that_generates(movq_run, w
     settings = [
         f"data.source={world}", f"run.output_dir={tmp_path}", "model=tiny", "optim.batch_size=2",
         "optim.gradient_accumulation=1", "optim.lr=1e-3", "text_to_image.uncond_prob=0.5", "run.checkpoint_every=2",
-        f"text_to_image.movq={movq_run / 'export' / 'movq'}", *COMMON,
+        f"text_to_image.movq={movq_run / 'export' / 'movq'}", "text_to_image.sample_range=2.5", *COMMON,
     ]
     train(load_config("text_to_image", None, [*settings, "optim.steps=2"]))
     export = train(load_config("text_to_image", None, [*settings, "optim.steps=4"])) / "pipeline"  # resumes at 2
@@ -173,6 +173,7 @@ def test_text_to_image_resumes_and_exports_a_pipeline_that_generates(movq_run, w
     pipeline.set_progress_bar_config(disable=True)
     assert pipeline.text_projection.null_embedding.abs().sum() > 0, "the null embedding did not learn"
     assert not any(name.startswith("spatial.") for name in pipeline.unet.temporal_state_dict())
+    assert pipeline.scheduler.config.sample_range == 2.5  # the MoVQ's latent range goes with the base
     video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="low",
                      num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert video.frames.shape == (1, 2, 64, 64, 3)
@@ -208,6 +209,8 @@ def test_from_scratch_configs_are_checked(tmp_path):
         load_config("movq", None, ["model=some/folder"])
     with pytest.raises(ValueError, match="validate_every"):
         load_config("movq", None, ["run.validate_every=10"])
+    with pytest.raises(ValueError, match="sample_range=0.0 must be > 0"):
+        load_config("text_to_image", None, [f"text_to_image.movq={tmp_path}", "text_to_image.sample_range=0"])
     config = load_config("text_to_image", None, [f"text_to_image.movq={tmp_path}", "data.source=x.csv"])
     with pytest.raises(FileNotFoundError):
         train(config)
@@ -215,7 +218,7 @@ def test_from_scratch_configs_are_checked(tmp_path):
 
 TINY_STAGES = {
     "movq": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}},
-    "text_to_image": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}},
+    "text_to_image": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}, "text_to_image": {"sample_range": 2.5}},
     "keyframes": {"optim": {"steps": 2}, "keyframes": {"num_frames": 2, "frame_stride": 4}},
     "interpolation": {"optim": {"steps": 2}, "interpolation": {"frames_between": 1, "num_groups": 2, "max_skip": 2}},
     "decoder": {"optim": {"steps": 2}, "decoder": {"num_frames": 2}},
@@ -252,7 +255,7 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
     video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="medium",
                      num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert video.frames.shape == (1, 3, 64, 64, 3)  # 2 keyframes + 1 interpolated frame
-    assert pipeline.scheduler.config.sample_range == SAMPLE_RANGE
+    assert pipeline.scheduler.config.sample_range == 2.5  # stage 2's, from its config
     assert pipeline.interpolation_scheduler.config.prediction_type == "v_prediction"
 
     # Shipping: an fp16 copy (half the bytes) with the generation defaults, loading back in fp32 to the same video.

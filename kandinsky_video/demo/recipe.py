@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 
 STAGES = ("movq", "text_to_image", "keyframes", "interpolation", "decoder")
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # in a source checkout
-# The demo MoVQ's latents reach ~2.5 (98th percentile 2.3), not Kandinsky 3.0's ~1: thresholding at 1 dims colours.
-SAMPLE_RANGE = 2.5
 # How the demo is meant to be sampled (docs/demo.md): 5 keyframes at 2 fps, one k=10 pass -> 45 frames at 22 fps.
 # Guidance probed on 48 prompts, keyframes only: the right motion 73% / 90% / 94% at 2 / 4 / 6 (second run), 98% at
 # 4 and 6 (third). The interpolation U-Net predicts the in-betweens from pure noise at t=999 but does not read the noise
@@ -136,11 +134,11 @@ def run_recipe(out: str | os.PathLike, until: str = STAGES[-1], max_steps_scale:
 
 
 def assemble_pipeline(out: str | os.PathLike) -> Path:
-    """``<out>/pipeline``: the stage-2 base with the trained temporal blocks, interpolation U-Net and MoVQ Video."""
+    """``<out>/pipeline``: the stage-2 base (and its scheduler) with the trained temporal blocks, interpolation U-Net
+    and MoVQ Video."""
     from ..models import KandinskyVideoInterpolationUNet
     from ..pipelines import KandinskyVideoPipeline
     from ..pipelines.pipeline_kandinsky_video import load_movq
-    from ..sampling import KandinskyVideoScheduler
 
     out = Path(out)
     for stage in STAGES:
@@ -150,7 +148,6 @@ def assemble_pipeline(out: str | os.PathLike) -> Path:
     pipeline.unet.load_temporal(export_of(out, "keyframes"))
     pipeline.register_modules(
         interpolation_unet=KandinskyVideoInterpolationUNet.from_pretrained(export_of(out, "interpolation")),
-        scheduler=KandinskyVideoScheduler(sample_range=SAMPLE_RANGE),
         interpolation_scheduler=interpolation_scheduler(),
         movq=load_movq(export_of(out, "decoder")),
     )

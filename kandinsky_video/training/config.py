@@ -181,9 +181,13 @@ class TextToImageConfig:
     # Another text_to_image run's export/pipeline: its base (spatial U-Net, T5 encoder, text projection) trains on
     # from there under this run's own optimiser and schedule; "": from scratch at the ``model`` size.
     init_from: str = ""
+    # The range the MoVQ's latents lie in, written into the exported pipeline's scheduler (its x0 thresholding):
+    # 1.0 for Kandinsky 3.0's MoVQ; a MoVQ with wider latents needs more, or its images come out washed out.
+    sample_range: float = 1.0
 
     def __post_init__(self):
         _probability(self, "text_to_image", "uncond_prob")
+        _positive(self, "text_to_image", "sample_range")
         _probability(self, "text_to_image", "first_frames_share")
         _non_negative(self, "text_to_image", "first_frames")
         if not self.movq:

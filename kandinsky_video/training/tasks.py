@@ -503,7 +503,8 @@ class TextToImageTask(Task):
         self.movq = load_movq(movq_folder).requires_grad_(False).eval()
         pipeline = KandinskyVideoPipeline(
             tokenizer=ByT5Tokenizer(), text_encoder=model.text_encoder, text_projection=model.text_projection,
-            unet=KandinskyVideoUNet.from_kandinsky3(model.unet), movq=self.movq, scheduler=KandinskyVideoScheduler(),
+            unet=KandinskyVideoUNet.from_kandinsky3(model.unet), movq=self.movq,
+            scheduler=KandinskyVideoScheduler(sample_range=config.text_to_image.sample_range),
         )
         # Borrowed for its released tokenisation; its constructor freezes the modules it holds, so unfreeze after.
         self.text = KandinskyTextEncoder(pipeline.tokenizer, model.text_encoder, model.text_projection)
