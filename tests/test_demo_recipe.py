@@ -11,7 +11,8 @@ from diffusers import VQModel
 from safetensors import safe_open
 
 from kandinsky_video.data import ClipSpec
-from kandinsky_video.demo.recipe import GENERATION, STAGES, export_of, run_recipe, ship
+from kandinsky_video.demo.recipe import (GENERATION, STAGES, export_of, interpolation_scheduler, run_recipe, ship,
+                                         stage_config)
 from kandinsky_video.demo.world import Scene, write_world
 from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
@@ -280,3 +281,15 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
 
     with pytest.raises(ValueError, match="unknown stage 'keyframe'.*movq, text_to_image"):
         run_recipe(out, until="keyframe", configs=configs, data=world)
+
+
+def test_the_interpolation_stage_trains_on_what_the_demo_sampler_asks_of_it(tmp_path):
+    """The demo samples in-betweens in GENERATION's steps from clean keyframes, guided only if its scale is not 0;
+    its stage must train at those timesteps, at p = 0, and spend no batch on an unused unconditional branch (each
+    mismatch cost shape: docs/demo.md, "The interpolation U-Net trained on what it is asked")."""
+    method = stage_config("interpolation", tmp_path, tmp_path / "manifest.jsonl").interpolation
+    sampler = interpolation_scheduler()
+    sampler.set_timesteps(GENERATION["interpolation_steps"])
+    assert min(sampler.timesteps.tolist()) >= method.min_timestep
+    assert method.max_perturbation == 0
+    assert (method.uncond_prob > 0) == (GENERATION["interpolation_guidance_scale"] != 0)

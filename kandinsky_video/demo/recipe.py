@@ -39,7 +39,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # in a sourc
 # Guidance probed on 48 prompts, keyframes only: the right motion 73% / 90% / 94% at 2 / 4 / 6 (second run), 98% at
 # 4 and 6 (third). The interpolation U-Net predicts the in-betweens from pure noise at t=999 but does not read the noise
 # in a partly denoised input (docs/demo.md), so more steps hurt (24 prompts: shape 54% / 25% / 21% at 1 / 2 / 4 steps,
-# third run; 50% / 21% at 1 / 2, fourth run): one DDIM step, which is all it is trained for (min_timestep 900). Its
+# third run; 50% / 21% at 1 / 2, fourth run): one DDIM step, which is all it is trained for (min_timestep 990). Its
 # guidance probed on the 162 training prompts (fifth run): FVD 372 / 408 at 0 / 0.25, shape 47% / 48%: none.
 GENERATION = {"height": 64, "width": 64, "preset": "medium", "num_keyframes": 5, "num_inference_steps": 50,
               "interpolation_steps": 1, "guidance_scale": 6.0, "interpolation_guidance_scale": 0.0,
