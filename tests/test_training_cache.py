@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from diffusers import VQModel
 from safetensors.torch import load_file
 
-from kandinsky_video.data import ClipKey, TextVideoDataset, collate_clips, load_records
+from kandinsky_video.data import ClipKey, TextVideoDataset, collate_clips, fingerprint, load_records
 from kandinsky_video.data.synthetic import write_square_videos
 from kandinsky_video.models.text_encoder import KandinskyTextEncoder
 from kandinsky_video.training import load_config, make_task, train
@@ -106,6 +107,18 @@ def test_changed_resolution_or_weights_miss_the_cache(videos, tmp_path):
     assert counts == (0, 1) and larger.shape[-2:] == (16, 16)  # not the 64x64 entry (8x8 latents)
     changed, counts = latents_of(64, perturb=True)
     assert counts == (0, 1) and not torch.equal(changed, first)
+
+
+def test_the_same_weights_from_another_folder_share_the_identity(tmp_path):
+    model = VQModel(block_out_channels=(8,), norm_num_groups=8, layers_per_block=1, latent_channels=4)
+    for name in ("a", "b"):
+        model.save_pretrained(tmp_path / name)
+    first, moved = (VQModel.from_pretrained(tmp_path / name) for name in ("a", "b"))
+    assert first.config["_name_or_path"] != moved.config["_name_or_path"]
+    assert fingerprint(first) == fingerprint(moved)
+    with torch.no_grad():
+        next(moved.parameters()).add_(1e-3)
+    assert fingerprint(first) != fingerprint(moved)
 
 
 def test_cache_dir_is_rejected_where_nothing_is_cached():

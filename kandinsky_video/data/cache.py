@@ -27,6 +27,8 @@ from torch import nn
 def fingerprint(*modules: nn.Module, extra: object = None) -> str:
     """A hash of modules' classes, configs and weights (plus ``extra``, JSON-serialisable): the model identity.
 
+    Not where a module was loaded from (``_name_or_path``): the same weights in another folder share the entries.
+
     Weights enter through per-tensor sums (plain, squared, position-weighted) computed on their device in float64,
     one transfer in all: cheap for billions of parameters, and any fine-tuning changes them.
     """
@@ -35,6 +37,7 @@ def fingerprint(*modules: nn.Module, extra: object = None) -> str:
     for module in modules:
         config = getattr(module, "config", None) or {}
         config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # transformers' or diffusers'
+        config = {key: value for key, value in config.items() if not key.startswith("_")}  # not loader notes (path)
         digest.update(f"{type(module).__name__}{json.dumps(config, sort_keys=True, default=str)}".encode())
         for name, tensor in module.state_dict().items():
             digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
