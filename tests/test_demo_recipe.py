@@ -11,8 +11,8 @@ from diffusers import VQModel
 from safetensors import safe_open
 
 from kandinsky_video.data import ClipSpec
-from kandinsky_video.demo.recipe import (GENERATION, STAGES, export_of, interpolation_scheduler, run_recipe, ship,
-                                         stage_config)
+from kandinsky_video.demo.recipe import (BASE, GENERATION, STAGES, TASK_OF, export_of, interpolation_scheduler,
+                                         run_recipe, ship, stage_config)
 from kandinsky_video.demo.world import Scene, write_world
 from kandinsky_video.models import KandinskyTextEncoder
 from kandinsky_video.pipelines import KandinskyVideoPipeline
@@ -220,6 +220,8 @@ def test_from_scratch_configs_are_checked(tmp_path):
 TINY_STAGES = {
     "movq": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}},
     "text_to_image": {"model": "tiny", "optim": {"steps": 4, "batch_size": 2}, "text_to_image": {"sample_range": 2.5}},
+    "text_to_image_continued": {"model": "tiny", "optim": {"steps": 2, "batch_size": 2, "lr": 1e-2},
+                                "text_to_image": {"sample_range": 2.5}},
     "keyframes": {"optim": {"steps": 2}, "keyframes": {"num_frames": 2, "frame_stride": 4}},
     "interpolation": {"optim": {"steps": 2}, "interpolation": {"frames_between": 1, "num_groups": 2, "max_skip": 2}},
     "decoder": {"optim": {"steps": 2}, "decoder": {"num_frames": 2}},
@@ -228,8 +230,9 @@ TINY_STAGES = {
 
 def tiny_configs(folder: Path) -> Path:
     for stage, settings in TINY_STAGES.items():
-        cache = {"cache_dir": "runs/demo/cache"} if stage in CACHED else {}  # the recipe sets the path
-        config = {"task": stage, "data": {"resolution": 64, "num_workers": 0, **cache},
+        task = TASK_OF.get(stage, stage)
+        cache = {"cache_dir": "runs/demo/cache"} if task in CACHED else {}  # the recipe sets the path
+        config = {"task": task, "data": {"resolution": 64, "num_workers": 0, **cache},
                   "run": {"report_to": [], "checkpoint_every": 2}, **settings}
         config["optim"] = {"gradient_accumulation": 1, **settings["optim"]}
         (folder / f"{stage}.yaml").write_text(yaml.safe_dump(config))
@@ -241,22 +244,32 @@ def test_recipe_runs_every_stage_then_skips_finished_ones(world, tmp_path):
     configs = tiny_configs(tmp_path / "configs")
     out = tmp_path / "run"
 
-    def cache_dir_of(stage: str) -> str:
-        return yaml.safe_load((out / stage / "config.yaml").read_text())["data"]["cache_dir"]
+    def config_of(stage: str) -> dict:
+        return yaml.safe_load((out / stage / "config.yaml").read_text())
 
     first = run_recipe(out, max_steps_scale=0.5, configs=configs, data=world)
     assert first.trained == list(STAGES) and not first.skipped
     assert all(export_of(out, stage).exists() for stage in STAGES)
     assert json.loads((out / "movq" / "metrics.jsonl").read_text().splitlines()[-1])["step"] == 2  # 4 steps x 0.5
     # The stages that cache latents share one cache in the run folder (their configs' path is the recipe's to set).
-    assert {cache_dir_of(stage) for stage in CACHED} == {str(out / "cache")}
+    cached = [stage for stage in STAGES if TASK_OF.get(stage, stage) in CACHED]
+    assert {config_of(stage)["data"]["cache_dir"] for stage in cached} == {str(out / "cache")}
+    # Stage 3 trains on from stage 2's base; the later stages and the assembled pipeline hold stage 3's.
+    assert config_of("text_to_image_continued")["text_to_image"]["init_from"] == str(export_of(out, "text_to_image"))
+    later = ("keyframes", "interpolation", "decoder")
+    assert {config_of(stage)["model"] for stage in later} == {str(export_of(out, BASE))}
     assert len(list((out / "cache" / "latents").rglob("*.safetensors"))) > 0
     pipeline = KandinskyVideoPipeline.from_pretrained(first.pipeline)
     pipeline.set_progress_bar_config(disable=True)
     video = pipeline("a red circle moving right on a black background", height=64, width=64, preset="medium",
                      num_keyframes=2, num_inference_steps=2, generator=torch.Generator().manual_seed(0))
     assert video.frames.shape == (1, 3, 64, 64, 3)  # 2 keyframes + 1 interpolated frame
-    assert pipeline.scheduler.config.sample_range == 2.5  # stage 2's, from its config
+    assert pipeline.scheduler.config.sample_range == 2.5  # the base's, from its config
+    weights = {stage: KandinskyVideoPipeline.from_pretrained(export_of(out, stage)).unet.spatial.state_dict()
+               for stage in ("text_to_image", BASE)}
+    for name, tensor in pipeline.unet.spatial.state_dict().items():
+        assert torch.equal(tensor, weights[BASE][name]), name
+    assert any(not torch.equal(weights[BASE][name], tensor) for name, tensor in weights["text_to_image"].items())
     assert pipeline.interpolation_scheduler.config.prediction_type == "v_prediction"
 
     # Shipping: an fp16 copy (half the bytes) with the generation defaults, loading back in fp32 to the same video.

@@ -1,13 +1,15 @@
-"""The demo model's whole recipe: world data, then five training stages, then one pipeline folder.
+"""The demo model's whole recipe: world data, then six training stages, then one pipeline folder.
 
 Stages run in order through :func:`kandinsky_video.training.train` (the function behind ``kandinsky-video train``),
 each with ``configs/demo/<stage>.yaml`` plus the paths the recipe fills in:
 
-    movq            MoVQ from scratch                     -> <out>/movq/export/movq
-    text_to_image   U-Net + T5 + projection from scratch  -> <out>/text_to_image/export/pipeline  (the base)
-    keyframes       temporal blocks on the base           -> <out>/keyframes/export/unet_temporal
-    interpolation   interpolation U-Net from the base     -> <out>/interpolation/export/interpolation_unet
-    decoder         MoVQ Video on the base's MoVQ         -> <out>/decoder/export/movq
+    movq                      MoVQ from scratch                     -> <out>/movq/export/movq
+    text_to_image             U-Net + T5 + projection from scratch  -> <out>/text_to_image/export/pipeline
+    text_to_image_continued   the same, on from it (``init_from``)  -> <out>/text_to_image_continued/export/pipeline
+                                                                       (the base every later stage starts from)
+    keyframes                 temporal blocks on the base           -> <out>/keyframes/export/unet_temporal
+    interpolation             interpolation U-Net from the base     -> <out>/interpolation/export/interpolation_unet
+    decoder                   MoVQ Video on the base's MoVQ         -> <out>/decoder/export/movq
 
 A stage whose export holds exactly the config it would run with is skipped; an interrupted stage resumes from its
 newest checkpoint (the training loop does that). The assembled pipeline is ``<out>/pipeline`` (fp32, with the
@@ -33,7 +35,9 @@ from .world import all_scenes, write_world
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("movq", "text_to_image", "keyframes", "interpolation", "decoder")
+STAGES = ("movq", "text_to_image", "text_to_image_continued", "keyframes", "interpolation", "decoder")
+TASK_OF = {"text_to_image_continued": "text_to_image"}  # a stage runs the task of its name unless named here
+BASE = "text_to_image_continued"  # the stage whose export the later stages and the assembly start from
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "demo"  # in a source checkout
 # How the demo is meant to be sampled (docs/demo.md): 5 keyframes at 2 fps, one k=10 pass -> 45 frames at 22 fps.
 # Guidance probed on 48 prompts, keyframes only: the right motion 73% / 90% / 94% at 2 / 4 / 6 (second run), 98% at
@@ -71,8 +75,8 @@ def world_manifest(out: Path, repeats: int = 2, frames: int = 49) -> Path:
 
 def export_of(out: Path, stage: str) -> Path:
     """Where a finished stage's trained model is (what later stages and the assembly read)."""
-    inner = {"movq": "movq", "text_to_image": "pipeline", "keyframes": "unet_temporal",
-             "interpolation": "interpolation_unet", "decoder": "movq"}[stage]
+    inner = {"movq": "movq", "text_to_image": "pipeline", "text_to_image_continued": "pipeline",
+             "keyframes": "unet_temporal", "interpolation": "interpolation_unet", "decoder": "movq"}[stage]
     return out / stage / "export" / inner
 
 
@@ -80,19 +84,22 @@ def stage_config(stage: str, out: Path, data: Path, configs: Path = CONFIGS, max
                  overrides: list[str] = ()) -> TrainConfig:
     """``configs/<stage>.yaml`` with this recipe's paths, steps scaled (at least 1), then ``overrides``."""
     paths = [f"data.source={data}", f"run.output_dir={out / stage}"]
-    if stage == "text_to_image":
+    task = TASK_OF.get(stage, stage)
+    if task == "text_to_image":
         paths.append(f"text_to_image.movq={export_of(out, 'movq')}")
-    elif stage != "movq":
-        paths.append(f"model={export_of(out, 'text_to_image')}")
+        if stage == "text_to_image_continued":
+            paths.append(f"text_to_image.init_from={export_of(out, 'text_to_image')}")
+    elif task != "movq":
+        paths.append(f"model={export_of(out, BASE)}")
     path = configs / f"{stage}.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no {path}; pass --configs with a folder holding {', '.join(STAGES)} .yaml files")
-    unscaled = load_config(stage, path, [*paths, *overrides])
+    unscaled = load_config(task, path, [*paths, *overrides])
     if unscaled.data.cache_dir:  # one latent cache per run folder, shared by the stages (an override still wins)
         paths.append(f"data.cache_dir={out / 'cache'}")
     steps = unscaled.optim.steps
     scaled = [f"optim.steps={max(1, round(steps * max_steps_scale))}"] if max_steps_scale != 1 else []
-    return load_config(stage, path, [*paths, *scaled, *overrides])
+    return load_config(task, path, [*paths, *scaled, *overrides])
 
 
 def finished(config: TrainConfig) -> bool:
@@ -134,8 +141,8 @@ def run_recipe(out: str | os.PathLike, until: str = STAGES[-1], max_steps_scale:
 
 
 def assemble_pipeline(out: str | os.PathLike) -> Path:
-    """``<out>/pipeline``: the stage-2 base (and its scheduler) with the trained temporal blocks, interpolation U-Net
-    and MoVQ Video."""
+    """``<out>/pipeline``: the base (and its scheduler) with the trained temporal blocks, interpolation U-Net and
+    MoVQ Video."""
     from ..models import KandinskyVideoInterpolationUNet
     from ..pipelines import KandinskyVideoPipeline
     from ..pipelines.pipeline_kandinsky_video import load_movq
@@ -144,7 +151,7 @@ def assemble_pipeline(out: str | os.PathLike) -> Path:
     for stage in STAGES:
         if not export_of(out, stage).exists():
             raise FileNotFoundError(f"{export_of(out, stage)} is missing; run the recipe through stage {stage}")
-    pipeline = KandinskyVideoPipeline.from_pretrained(export_of(out, "text_to_image"))
+    pipeline = KandinskyVideoPipeline.from_pretrained(export_of(out, BASE))
     pipeline.unet.load_temporal(export_of(out, "keyframes"))
     pipeline.register_modules(
         interpolation_unet=KandinskyVideoInterpolationUNet.from_pretrained(export_of(out, "interpolation")),
@@ -176,7 +183,7 @@ def ship(out: str | os.PathLike, target: str | os.PathLike = WEIGHTS) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train the demo model: world data, five stages, one pipeline.")
+    parser = argparse.ArgumentParser(description="Train the demo model: world data, six stages, one pipeline.")
     parser.add_argument("--out", default="runs/demo", help="run folder (world/, one folder per stage, pipeline/)")
     parser.add_argument("--until", default=STAGES[-1], choices=STAGES, help="last stage to run")
     parser.add_argument("--max-steps-scale", type=float, default=1.0,
