@@ -24,6 +24,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 
+LOADER_NOTES = ("_name_or_path", "_commit_hash")  # config entries that say where a module came from, not what it is
+
+
 def fingerprint(*modules: nn.Module, extra: object = None) -> str:
     """A hash of modules' classes, configs and weights (plus ``extra``, JSON-serialisable): the model identity.
 
@@ -37,7 +40,7 @@ def fingerprint(*modules: nn.Module, extra: object = None) -> str:
     for module in modules:
         config = getattr(module, "config", None) or {}
         config = config.to_dict() if hasattr(config, "to_dict") else dict(config)  # transformers' or diffusers'
-        config = {key: value for key, value in config.items() if not key.startswith("_")}  # not loader notes (path)
+        config = {key: value for key, value in config.items() if key not in LOADER_NOTES}
         digest.update(f"{type(module).__name__}{json.dumps(config, sort_keys=True, default=str)}".encode())
         for name, tensor in module.state_dict().items():
             digest.update(f"{name}{tuple(tensor.shape)}{tensor.dtype}".encode())
