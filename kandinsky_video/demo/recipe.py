@@ -75,8 +75,8 @@ def world_manifest(out: Path, repeats: int = 2, frames: int = 49) -> Path:
 
 def export_of(out: Path, stage: str) -> Path:
     """Where a finished stage's trained model is (what later stages and the assembly read)."""
-    inner = {"movq": "movq", "text_to_image": "pipeline", "text_to_image_continued": "pipeline",
-             "keyframes": "unet_temporal", "interpolation": "interpolation_unet", "decoder": "movq"}[stage]
+    inner = {"movq": "movq", "text_to_image": "pipeline", "keyframes": "unet_temporal",
+             "interpolation": "interpolation_unet", "decoder": "movq"}[TASK_OF.get(stage, stage)]
     return out / stage / "export" / inner
 
 
