@@ -22,6 +22,7 @@ from kandinsky_video.demo import DEMO
 from kandinsky_video.demo.quality import (autoencoded_videos, generate_still_videos, generate_videos, fvd,
                                           prompt_scenes, rendered_videos, score)
 from kandinsky_video.evaluation.i3d_weights import load_i3d
+from kandinsky_video.evaluation.torchscript import ALLOW_FLAG, RISK
 from kandinsky_video.pipelines import PRESETS
 from kandinsky_video.pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from kandinsky_video.pipelines.export import write_strip
@@ -37,6 +38,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-fvd", action="store_true", help="skip FVD (no I3D weights needed)")
     parser.add_argument("--i3d-weights", help="I3D weights (default: those of `kandinsky-video eval fetch-i3d`)")
+    parser.add_argument(ALLOW_FLAG, action="store_true", help=f"read a TorchScript --i3d-weights file; {RISK}")
     parser.add_argument("--strip", help="write a PNG strip of example frames here")
     parser.add_argument("--json", help="write every figure to this JSON file")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared 2-core machine)")
@@ -86,7 +88,7 @@ def main() -> None:
         image_pipeline.set_progress_bar_config(disable=True)
         stills = generate_still_videos(image_pipeline, train_scenes, defaults, train_videos.shape[1],
                                        args.batch_size, args.seed)
-        i3d = load_i3d(args.i3d_weights)
+        i3d = load_i3d(args.i3d_weights, args.allow_torchscript)
         results["fvd"] = {"full model": fvd(i3d, train_real, train_videos), "T2I base only (still)": fvd(i3d, train_real, stills)}
         for name, value in results["fvd"].items():
             print(f"FVD (styleganv, 16 frames, {len(train_scenes)} videos vs world videos), {name}: {value:.1f}")

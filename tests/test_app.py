@@ -49,6 +49,16 @@ def test_text_to_video_handler(holder, outputs):
         (dict(steps=1000), "between 1 and 100"),
         (dict(preset="ultra"), "Unknown preset"),
         (dict(preset="high", keyframes=32), "the limit is 300"),
+        (dict(negative_prompt="x" * 501), "The negative prompt has 501 characters; the limit is 500"),
+        (dict(fps=-5), "The frame rate must be a finite number above 0 and at most 1000, got -5"),
+        (dict(fps=float("inf")), "The frame rate must be a finite number above 0 and at most 1000, got inf"),
+        (dict(guidance_scale=float("nan")), "The guidance scale must be a finite number from 0 to 100, got nan"),
+        (dict(interpolation_guidance_scale=-1), "The interpolation guidance scale must be a finite number from 0"),
+        (dict(keyframes=2.5), "Keyframes must be a whole number from 1 to 256, got 2.5"),
+        (dict(seed=-1), "The seed must be a whole number from 0 to 18446744073709551615, got -1"),
+        (dict(seed="nan"), "The seed must be a whole number from 0 to 18446744073709551615, got nan"),
+        (dict(seed="twelve"), "The seed must be a whole number from 0 to 18446744073709551615, got 'twelve'"),
+        (dict(height=float("nan")), "The height must be a whole number from 64 to 4096, got nan"),
     ],
 )
 def test_limits_are_enforced_on_the_server(holder, outputs, kwargs, message):
@@ -65,8 +75,10 @@ def test_image_handler(holder, outputs):
     assert Image.open(path).size == (64, 64)
     with pytest.raises(ValueError, match="no inpainting weights"):
         handlers.image(holder, outputs, "a", init_image=init, mask=np.full((64, 64), 255, np.uint8), steps=2)
-    with pytest.raises(ValueError, match="Strength"):
+    with pytest.raises(ValueError, match="The denoising strength must be a finite number above 0 and at most 1"):
         handlers.image(holder, outputs, "a", init_image=init, strength=0, steps=2)
+    with pytest.raises(ValueError, match="The negative prompt has 501 characters"):
+        handlers.image(holder, outputs, "a", negative_prompt="x" * 501, steps=2)
 
 
 def test_animation_handler(holder, outputs):
@@ -77,6 +89,10 @@ def test_animation_handler(holder, outputs):
         handlers.animate(holder, outputs, "a red circle | soon", size=64, steps=2)
     with pytest.raises(ValueError, match="limit is 300"):
         handlers.animate(holder, outputs, "a red circle | 60", fps=24, size=64, steps=2)
+    with pytest.raises(ValueError, match="must be a finite number above 0 and at most 3600, got inf"):
+        handlers.animate(holder, outputs, "a red circle | inf", size=64, steps=2)
+    with pytest.raises(ValueError, match="The frame rate must be a finite number above 0"):
+        handlers.animate(holder, outputs, "a red circle", fps=-5, size=64, steps=2)
 
 
 def free_port() -> int:
@@ -115,6 +131,13 @@ def test_app_through_gradio_client(running_app):
                                      api_name="/animate")
     path = animation["video"] if isinstance(animation, dict) else animation
     assert iio.imread(path, index=None).shape == (3, 64, 64, 3) and seed == 6
+
+
+def test_the_queue_turns_requests_away_when_full(holder):
+    pytest.importorskip("gradio", reason="the web app is an optional extra: pip install -e '.[app]'")
+    from kandinsky_video.app.ui import build_app
+
+    assert build_app(holder, Outputs(), limits=Limits(max_queue=3), size=64)._queue.max_size == 3
 
 
 def test_app_binds_to_loopback_and_shares_nothing_by_default():

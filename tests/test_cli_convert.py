@@ -64,6 +64,14 @@ def test_convert_writes_folders_that_reproduce_the_released_outputs(tmp_path, ca
         decoded = image_movq.decode(movq["latents"], force_not_quantize=True).sample
     torch.testing.assert_close(decoded, movq["decoded"], atol=1e-5, rtol=1e-4)
 
+    # A second conversion into the same folder replaces nothing without --overwrite.
+    again = ["convert", "--movq-ckpt", str(tmp_path / "movq.pt"), "--output", str(out)]
+    before = (out / "movq" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns
+    assert main(again) == 2
+    assert f"{out} already has movq; pass --overwrite" in capsys.readouterr().err
+    assert (out / "movq" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns == before
+    assert main([*again, "--overwrite"]) == 0
+
 
 def test_convert_reports_bad_input_clearly(tmp_path, capsys):
     assert main(["convert", "--keyframe-ckpt", str(tmp_path / "missing.pt"), "-o", str(tmp_path / "out")]) == 2

@@ -1,7 +1,10 @@
 """Training data: manifests, clip sampling, resize/crop, the seeded stream and skip-and-count of bad videos."""
 
 import json
+import logging
+from collections import Counter
 from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from kandinsky_video.data import (
     ClipSpec,
     ClipStream,
     TextVideoDataset,
+    UnreadableVideo,
     VideoRecord,
     choose_frames,
     collate_clips,
@@ -136,14 +140,98 @@ def test_bad_videos_are_skipped_and_counted_across_workers(videos, tmp_path):
     batches = list(islice(loader, 7))  # 14 samples = 2 epochs of the 7 records
     skipped = [report for batch in batches for report in batch["skipped"]]
     assert all(batch["video"].shape == (2, 3, 4, 32, 32) for batch in batches)
-    # Each epoch visits each bad record once as itself; runs of bad records are replaced by the next good one, so
-    # some are also visited as substitutes: at least 2 x 4 reports, all naming a bad file.
+    # Each epoch visits each bad record once as itself; a substitute is drawn from the other records and may be bad
+    # too: at least 2 x 4 reports, all naming a bad file.
     assert len(skipped) >= 8 and all(any(r.path in report for r in bad) for report in skipped)
     assert any("too short" in report for report in skipped)
 
 
 def test_only_bad_videos_stop_with_a_clear_error(tmp_path):
     (tmp_path / "corrupt.mp4").write_bytes(b"junk")
-    dataset = TextVideoDataset([VideoRecord(str(tmp_path / "corrupt.mp4"), "x")], ClipSpec(2), 32, max_substitutions=3)
-    with pytest.raises(RuntimeError, match="4 videos in a row gave no clip.*data.source"):
-        dataset[ClipKey(0, (0, 0))]
+    manifest = tmp_path / "bad.csv"
+    manifest.write_text("video,caption\n" + "".join(f"corrupt.mp4,x\ngone{i}.mp4,x\n" for i in range(3)))
+    records = load_records(manifest)
+    with pytest.raises(RuntimeError, match=r"4 videos in a row gave no clip \(.*bad.csv:2, .*\).*data.source.*raise"):
+        TextVideoDataset(records, ClipSpec(2), 32, max_substitutions=3)[ClipKey(0, (0, 0))]
+    # Fewer records than the limit: each is tried once, then the error names them all.
+    with pytest.raises(RuntimeError, match=r"no video gives a clip \((.*bad.csv:\d, ){5}.*bad.csv:\d\)"):
+        TextVideoDataset(records, ClipSpec(2), 32, max_substitutions=16)[ClipKey(0, (0, 0))]
+
+
+def test_empty_captions_are_skipped_and_named_by_row(videos, tmp_path, caplog):
+    csv_rows = ["video,caption", "000.mp4,a red square", "001.mp4,", "002.mp4,a blue square", "000.mp4,   ", "001.mp4"]
+    (videos / "captions.csv").write_text("\n".join(csv_rows) + "\n")
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("\n".join(json.dumps(row) for row in [
+        {"path": str(videos / "000.mp4"), "text": "a red square"}, {"path": str(videos / "001.mp4"), "text": None},
+        {"path": str(videos / "002.mp4"), "caption": "", "text": "a blue square"}]))
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, caption in [("a", "a red square"), ("b", " \n"), ("c", "a blue square")]:
+        (folder / f"{name}.mp4").write_bytes((videos / "000.mp4").read_bytes())
+        (folder / f"{name}.txt").write_text(caption)
+    with caplog.at_level(logging.WARNING, "kandinsky_video.data.records"):
+        from_csv, from_jsonl, from_folder = [load_records(path) for path in (videos / "captions.csv", jsonl, folder)]
+    assert [r.caption for r in from_csv] == ["a red square", "a blue square"]
+    assert [r.where for r in from_csv] == [f"{videos / 'captions.csv'}:2", f"{videos / 'captions.csv'}:4"]
+    assert from_csv[1].label() == f"{videos / 'captions.csv'}:4 ({videos / '002.mp4'})"
+    assert [r.caption for r in from_jsonl] == ["a red square", "a blue square"]  # "text" stands in for a blank caption
+    assert [r.where for r in from_jsonl] == [f"{jsonl}:1", f"{jsonl}:3"]
+    assert [Path(r.path).name for r in from_folder] == ["a.mp4", "c.mp4"] and from_folder[0].where == ""
+    assert caplog.messages == [
+        f"{videos / 'captions.csv'}: skipped 3 rows with an empty caption: lines 3, 5, 6",
+        f"{jsonl}: skipped 1 row with an empty caption: line 2",
+        f"{folder}: skipped 1 video with an empty .txt caption: b.txt",
+    ]
+    (tmp_path / "empty.csv").write_text("video,caption\na.mp4,\nb.mp4, \n")
+    with pytest.raises(ValueError, match=r"every row has an empty caption \(lines 2, 3\); fill in the caption"):
+        load_records(tmp_path / "empty.csv")
+    (tmp_path / "gap.csv").write_text("video,caption\na.mp4,a cat\n,a dog\n")  # malformed rows still stop the load
+    with pytest.raises(ValueError, match="gap.csv:3 needs a video path column"):
+        load_records(tmp_path / "gap.csv")
+
+
+GOOD, BAD = ["g0", "g1", "g2", "g3", "g4"], ["bad-corrupt", "bad-missing", "bad-short"]
+
+
+def fake_read_clip(record: VideoRecord, spec: ClipSpec, rng: np.random.Generator):
+    """read_clip without decord: 'bad-*' paths give no clip; a good one gives blank frames at a random start."""
+    if record.path.startswith("bad"):
+        raise UnreadableVideo(f"RuntimeError: cannot open {record.path}")
+    start = int(rng.integers(100))
+    return np.zeros((spec.num_frames, 2, 2, 3), np.uint8), start + np.arange(spec.num_frames)
+
+
+def test_skipped_clips_are_replaced_by_uniformly_drawn_rows(monkeypatch):
+    """Three consecutive bad rows among five good: over 1000 epochs (8000 items), every good row comes out 1/5 of
+    the time. The old next-row rule gave the row after the bad run 4/8 (4000) and the others 1/8 (1000)."""
+    monkeypatch.setattr("kandinsky_video.data.dataset.read_clip", fake_read_clip)
+    paths = GOOD[:2] + BAD + GOOD[2:]  # records 2-4 (rows m.csv:4-6) bad
+    records = [VideoRecord(path, "x", where=f"m.csv:{row}") for row, path in enumerate(paths, start=2)]
+    dataset = TextVideoDataset(records, ClipSpec(2), 2)
+    items = [dataset[key] for key in islice(ClipStream(len(records), seed=0), 8000)]
+    counts = Counter(item["path"] for item in items)
+    expected = len(items) / len(GOOD)
+    # Each good row is drawn 1000 times as itself and ~600 +- 22 (binomial sd) times as a substitute. Bounds: every
+    # count within 5% (80, ~3.6 sd) of 1600 and chi-square below 18.47 (p = 0.001 at 4 degrees of freedom).
+    chi_square = sum((counts[path] - expected) ** 2 / expected for path in GOOD)
+    assert set(counts) == set(GOOD) and chi_square < 18.47, (counts, chi_square)
+    assert max(abs(counts[path] - expected) for path in GOOD) < 0.05 * expected, counts
+    reports = {report for item in items for report in item["skipped"]}
+    assert reports == {f"m.csv:{row} ({path}): RuntimeError: cannot open {path}" for row, path in
+                            [(4, "bad-corrupt"), (5, "bad-missing"), (6, "bad-short")]}
+    # A pure function of (seed, position): the same key gives the same clip and the same reports.
+    key = next(key for key in ClipStream(len(records), seed=0) if key.index == 2)
+    first, again = dataset[key], dataset[key]
+    assert first["path"] == again["path"] and first["skipped"] == again["skipped"]
+    assert torch.equal(first["frames"], again["frames"])
+
+
+def test_a_sample_never_retries_a_row_that_failed(monkeypatch):
+    """One good row among six: five substitutions always reach it, as each draw excludes the rows already tried."""
+    monkeypatch.setattr("kandinsky_video.data.dataset.read_clip", fake_read_clip)
+    records = [VideoRecord(f"bad-{i}", "x") for i in range(5)] + [VideoRecord("g0", "x")]
+    dataset = TextVideoDataset(records, ClipSpec(2), 2, max_substitutions=5)
+    for position in range(300):
+        item = dataset[ClipKey(position % 5, (0, position))]
+        assert item["path"] == "g0" and len(set(item["skipped"])) == len(item["skipped"])

@@ -1,6 +1,8 @@
 """LPIPS from user-supplied weights (lpips v0.1 layout, no torchvision) and its use in the decoder trainer."""
 
 import json
+import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -59,6 +61,49 @@ def test_missing_keys_are_named_and_a_missing_file_says_so(tmp_path):
         load_lpips(random_lpips_file(tmp_path, "vgg", drop="lin3.model.1.weight"))
     with pytest.raises(FileNotFoundError, match="decoder.lpips_weights"):
         load_lpips(tmp_path / "nowhere.pth")
+
+
+class TouchesAFile:
+    """Unpickling this runs ``touch marker``."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def write_bad_file(folder: Path, name: str) -> Path:
+    path = folder / name
+    if name == "truncated.pth":
+        data = random_lpips_file(folder, "alex").read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    elif name == "list.pth":
+        torch.save([torch.zeros(1)], path)
+    elif name == "unsafe.pth":
+        path.write_bytes(pickle.dumps({"net.slice1.0.weight": TouchesAFile(folder / "marker")}, protocol=2))
+    else:
+        path.write_bytes(b"\x80\x04 not a pickle, not safetensors")
+    return path
+
+
+BAD_FILES = {  # file -> what the message says about it
+    "junk.pth": "weights_only=True) refuses it",
+    "truncated.pth": "(RuntimeError: PytorchStreamReader",
+    "unsafe.pth": "weights_only=True) refuses it",
+    "list.pth": "holds a list, not a {name: tensor} state dict",
+    "junk.safetensors": "(SafetensorError",
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_FILES))
+def test_unreadable_or_unsafe_weights_get_a_message_naming_the_file(tmp_path, name):
+    path = write_bad_file(tmp_path, name)
+    with pytest.raises(CheckpointMismatchError) as error:
+        load_lpips(path)
+    message = str(error.value)
+    assert str(path) in message and BAD_FILES[name] in message and "lpips.LPIPS(net=" in message
+    assert not (tmp_path / "marker").exists()
 
 
 def test_decoder_trains_with_lpips(tmp_path):

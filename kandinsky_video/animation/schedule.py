@@ -35,6 +35,9 @@ CONSTRUCTS = {
 }
 
 KEYFRAME_START = re.compile(r"\s*(\d+)\s*:\s*\(")
+MAX_FRAME = 10**7  # keyframe indices beyond any animation's length (2**63 used to overflow numpy)
+MAX_EXPRESSION = 1000  # characters: a schedule value is a formula, not a program (100k-deep ones crashed the parser)
+MAX_DEPTH = 100  # nesting levels, so compiling and evaluating never come near Python's recursion limit
 SEPARATOR = re.compile(r"\s*(,|$)")
 
 
@@ -42,20 +45,26 @@ class Expression:
     """An arithmetic expression in t, checked against the whitelist once and then evaluated on arrays of frames."""
 
     def __init__(self, source: str):
+        if len(source) > MAX_EXPRESSION:
+            raise ValueError(f"the expression has {len(source)} characters; the limit is {MAX_EXPRESSION}")
         try:
             tree = ast.parse(source.strip(), mode="eval")
+            self._evaluate = _compile(tree.body)
         except SyntaxError as error:
-            raise ValueError(f"invalid expression {source!r}: {error.msg} at its character {error.offset}") from None
+            raise ValueError(f"invalid expression {_quote(source)}: {error.msg} at its character {error.offset}") from None
+        except (RecursionError, MemoryError):  # Python's parser and our compiler recurse per nesting level
+            raise ValueError(f"the expression {_quote(source, 40)} is nested too deeply; write it flatter") from None
         self.source = source
-        self._evaluate = _compile(tree.body)
 
     def __call__(self, t: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):  # non-finite results are reported by the caller, with the frame
             return np.broadcast_to(self._evaluate(t.astype(np.float64)), t.shape)
 
 
-def _compile(node: ast.AST) -> Callable[[np.ndarray], np.ndarray]:
+def _compile(node: ast.AST, depth: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """Turn a whitelisted AST node into a function of t; any other construct is a ValueError naming it."""
+    if depth > MAX_DEPTH:
+        raise ValueError(f"the expression is nested more than {MAX_DEPTH} levels deep; write it flatter")
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         value = float(node.value)  # floats, so 9**9**9 overflows to inf instead of computing a huge int
         return lambda t: value
@@ -67,18 +76,18 @@ def _compile(node: ast.AST) -> Callable[[np.ndarray], np.ndarray]:
             return lambda t: value
         raise ValueError(f"name {node.id!r} is not allowed: the only names are t, pi and e")
     if isinstance(node, ast.BinOp) and type(node.op) in BINARY:
-        op, left, right = BINARY[type(node.op)], _compile(node.left), _compile(node.right)
+        op, left, right = BINARY[type(node.op)], _compile(node.left, depth + 1), _compile(node.right, depth + 1)
         return lambda t: op(left(t), right(t))
     if isinstance(node, ast.UnaryOp) and type(node.op) in UNARY:
-        op, operand = UNARY[type(node.op)], _compile(node.operand)
+        op, operand = UNARY[type(node.op)], _compile(node.operand, depth + 1)
         return lambda t: op(operand(t))
     if isinstance(node, ast.Call):
-        return _compile_call(node)
+        return _compile_call(node, depth)
     construct = CONSTRUCTS.get(type(node), type(node).__name__)
     raise ValueError(f"{construct} {ast.unparse(node)!r} is not allowed; allowed: {ALLOWED}")
 
 
-def _compile_call(node: ast.Call) -> Callable[[np.ndarray], np.ndarray]:
+def _compile_call(node: ast.Call, depth: int) -> Callable[[np.ndarray], np.ndarray]:
     name = node.func.id if isinstance(node.func, ast.Name) else None
     if name not in FUNCTIONS:
         raise ValueError(f"call to {ast.unparse(node.func)!r} is not allowed; the functions are {', '.join(FUNCTIONS)}")
@@ -88,7 +97,7 @@ def _compile_call(node: ast.Call) -> Callable[[np.ndarray], np.ndarray]:
     if (arity is None and len(node.args) < 2) or (arity is not None and len(node.args) != arity):
         wanted = "two or more arguments" if arity is None else "one argument"
         raise ValueError(f"{name}() takes {wanted}, got {len(node.args)}")
-    arguments = [_compile(argument) for argument in node.args]
+    arguments = [_compile(argument, depth + 1) for argument in node.args]
     if arity == 1:
         return lambda t: function(arguments[0](t))
     return lambda t: functools.reduce(function, [argument(t) for argument in arguments])  # min/max of many
@@ -105,10 +114,10 @@ def parse_schedule(text: str) -> list[Keyframe]:
     if not isinstance(text, str):
         raise ValueError(f"a schedule is a string like '0:(1.0), 10:(1.5)', got {text!r}")
     if _number(text) is not None:
-        return [Keyframe(0, _finite(_number(text), f"schedule {text!r}"))]
+        return [Keyframe(0, _finite(_number(text), f"schedule {_quote(text)}"))]
     keyframes, position = [], 0
     while True:
-        where = f"schedule {text!r}, keyframe {len(keyframes) + 1}"
+        where = f"schedule {_quote(text)}, keyframe {len(keyframes) + 1}"
         start = KEYFRAME_START.match(text, position)
         position += len(text[position:]) - len(text[position:].lstrip())  # point at the offending character
         if start is None:
@@ -118,6 +127,8 @@ def parse_schedule(text: str) -> list[Keyframe]:
         if close is None:
             raise ValueError(f"{where}: the '(' at character {start.end() - 1} is never closed")
         frame = int(start.group(1))
+        if frame > MAX_FRAME:
+            raise ValueError(f"{where}: frame {start.group(1)[:20]} is beyond the largest keyframe index {MAX_FRAME}")
         keyframes.append(Keyframe(frame, _value(text[start.end():close], f"{where} (frame {frame})")))
         separator = SEPARATOR.match(text, close + 1)
         if separator is None:
@@ -128,8 +139,13 @@ def parse_schedule(text: str) -> list[Keyframe]:
     frames = [keyframe.frame for keyframe in keyframes]
     repeated = sorted({frame for frame in frames if frames.count(frame) > 1})
     if repeated:
-        raise ValueError(f"schedule {text!r}: frame(s) {repeated} appear more than once; keep one value per frame")
+        raise ValueError(f"schedule {_quote(text)}: frame(s) {repeated} appear more than once; keep one value per frame")
     return sorted(keyframes, key=lambda keyframe: keyframe.frame)
+
+
+def _quote(text: str, limit: int = 80) -> str:
+    """``text`` quoted for a message, shortened: a message names the schedule, it does not repeat a long one."""
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
 
 
 def _closing_parenthesis(text: str, start: int) -> int | None:
@@ -180,7 +196,7 @@ def evaluate_schedule(text: str, num_frames: int) -> np.ndarray:
         values = keyframe.value(frames)
         bad = ~np.isfinite(values)
         if bad.any():
-            raise ValueError(f"schedule {text!r}: {keyframe.value.source!r} is not finite at frame "
+            raise ValueError(f"schedule {_quote(text)}: {_quote(keyframe.value.source)} is not finite at frame "
                              f"{frames[bad][0]} (division by zero, log or sqrt of a negative, or overflow)")
         known_frames.append(frames)
         known_values.append(values)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..pipelines.limits import FPS, MAX_SEED, SEED, Range
 from .schedule import evaluate_schedule, parse_schedule
 
 # Camera moves per unit of acceleration (3D parameters: translations in world units, rotations in degrees).
@@ -36,11 +37,36 @@ MOTION_PRESETS: dict[str, dict[str, float]] = {
 }
 NO_PRESET = "none"
 
-SCHEDULES = (
-    "angle", "zoom", "translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y",
-    "rotation_3d_z", "perspective_flip_theta", "perspective_flip_phi", "perspective_flip_gamma",
-    "perspective_flip_fov", "fov", "contrast", "noise", "denoise_strength",
-)
+SECONDS = Range(0, 3600, low_open=True)  # per prompt
+CADENCE = Range(1, 1000, integer=True)
+MAX_FRAMES = 100_000  # over an hour at 24 fps; the schedules hold 16 floats per frame
+FRAME_SIZE = Range(1, 4096, integer=True)  # any image model; Kandinsky's own need (multiples of 64) is the caller's
+NUMBERS = {  # the plain numeric settings
+    "fps": FPS, "width": FRAME_SIZE, "height": FRAME_SIZE, "seed": SEED, "cadence": CADENCE,
+    "unsharp_kernel": Range(1, 99, integer=True), "unsharp_sigma": Range(0, 100, low_open=True),
+    "unsharp_amount": Range(0, 100), "unsharp_threshold": Range(0, 255),
+}
+
+
+def _within(bound: float, unit: str) -> tuple:
+    return (lambda v: np.abs(v) <= bound), f"within +-{bound:g} {unit} per frame"
+
+
+# The schedule settings, and what each may be at any frame: moves per frame beyond these are no camera path (zoom
+# 1e300 used to pass).
+TURN, SHIFT = _within(360, "degrees"), _within(10_000, "pixels (2D) or world units (3D)")
+SCHEDULE_RANGES = {
+    "angle": TURN, "rotation_3d_x": TURN, "rotation_3d_y": TURN, "rotation_3d_z": TURN,
+    "perspective_flip_theta": TURN, "perspective_flip_phi": TURN, "perspective_flip_gamma": TURN,
+    "translation_x": SHIFT, "translation_y": SHIFT, "translation_z": SHIFT,
+    "zoom": (lambda v: (v >= 0.01) & (v <= 100), "from 0.01 to 100 (1 = no zoom)"),
+    "fov": (lambda v: (v > 0) & (v < 180), "between 0 and 180 degrees"),
+    "perspective_flip_fov": (lambda v: (v > 0) & (v < 180), "between 0 and 180 degrees"),
+    "contrast": (lambda v: (v >= 0) & (v <= 10), "from 0 to 10 (1 = unchanged)"),
+    "noise": (lambda v: (v >= 0) & (v <= 10), "from 0 to 10"),
+    "denoise_strength": (lambda v: (v >= 0) & (v <= 1), "in [0, 1] (0 keeps the warped frame, 1 redraws it from noise)"),
+}
+SCHEDULES = tuple(SCHEDULE_RANGES)
 CHOICES = {
     "seed_behavior": ("iter", "fixed", "random"),
     "animation_mode": ("2D", "3D"),
@@ -119,6 +145,7 @@ class AnimationSpec:
             except ValueError as error:
                 raise ValueError(f"{name}: {error}") from None
         self._check_presets()
+        self.schedules()  # every value at every frame in range, before any model runs
 
     def _check_prompts(self):
         if not isinstance(self.prompts, list) or not self.prompts or not all(isinstance(p, str) for p in self.prompts):
@@ -127,23 +154,23 @@ class AnimationSpec:
         if not isinstance(self.durations, list) or len(self.durations) != len(self.prompts):
             raise ValueError(f"durations must be a list with one duration in seconds per prompt "
                              f"({len(self.prompts)}), got {self.durations!r}")
-        if not all(_is_number(d) and d > 0 for d in self.durations):
-            raise ValueError(f"durations must be positive numbers of seconds, got {self.durations}")
+        for index, duration in enumerate(self.durations):
+            SECONDS.check(f"durations[{index}] (seconds)", duration)
 
     def _check_numbers(self):
-        positive = {"fps": self.fps, "width": self.width, "height": self.height, "cadence": self.cadence,
-                    "unsharp_kernel": self.unsharp_kernel, "unsharp_sigma": self.unsharp_sigma}
-        for name, value in positive.items():
-            if not _is_number(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
-        for name in ("width", "height", "cadence", "seed", "unsharp_kernel"):
-            if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool):
+        for name, limit in NUMBERS.items():
+            value = limit.check(name, getattr(self, name))
+            if not limit.integer and isinstance(getattr(self, name), int):
+                setattr(self, name, value)  # YAML's `fps: 24` is an int
+            elif limit.integer and not isinstance(getattr(self, name), int):
                 raise ValueError(f"{name} must be a whole number, got {getattr(self, name)!r}")
         if self.unsharp_kernel % 2 == 0:
             raise ValueError(f"unsharp_kernel must be odd (a Gaussian kernel has a centre), got {self.unsharp_kernel}")
-        for name in ("unsharp_amount", "unsharp_threshold"):
-            if not _is_number(getattr(self, name)) or getattr(self, name) < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        if self.num_frames > MAX_FRAMES:
+            raise ValueError(f"the animation would have {self.num_frames} frames ({sum(self.durations):g} s at "
+                             f"{self.fps:g} fps); the limit is {MAX_FRAMES}: shorten the durations or lower fps")
+        if self.seed_behavior == "iter" and self.seed + self.num_frames > MAX_SEED:
+            raise ValueError(f"seed {self.seed} + one per frame passes the largest seed {MAX_SEED}; use a smaller seed")
         if not isinstance(self.perspective_flip, bool):
             raise ValueError(f"perspective_flip must be true or false, got {self.perspective_flip!r}")
 
@@ -217,19 +244,12 @@ class AnimationSpec:
             ramp = np.where((frames >= start) & (frames < end), 1.0 - (frames - start) / (end - start), 0.0)
             for name, unit in MOTION_PRESETS[preset].items():
                 values[name] = values[name] + unit * acceleration * ramp
-        _check_range(values, "denoise_strength", lambda v: (v >= 0) & (v <= 1),
-                     "in [0, 1] (0 keeps the warped frame, 1 redraws it from noise)")
-        _check_range(values, "zoom", lambda v: v > 0, "above 0 (1 = no zoom)")
-        for name in ("fov", "perspective_flip_fov"):
-            _check_range(values, name, lambda v: (v > 0) & (v < 180), "between 0 and 180 degrees")
+        for name, (valid, wanted) in SCHEDULE_RANGES.items():
+            bad = ~valid(values[name])
+            if bad.any():
+                frame = int(np.argmax(bad))
+                raise ValueError(f"{name} is {values[name][frame]:.4g} at frame {frame}; it must be {wanted}")
         return values
-
-
-def _check_range(values: dict[str, np.ndarray], name: str, valid, wanted: str):
-    bad = ~valid(values[name])
-    if bad.any():
-        frame = int(np.argmax(bad))
-        raise ValueError(f"{name} is {values[name][frame]:.4g} at frame {frame}; it must be {wanted}")
 
 
 def _is_number(value) -> bool:

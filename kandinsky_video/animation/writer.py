@@ -57,9 +57,12 @@ class Mp4Writer:
         """Finish the file and give it its real name."""
         if self._writer is None:
             raise ValueError(f"no frames were written, so {self.path} was not created")
-        self._writer.close()
-        self._writer = None
-        os.replace(self.partial, self.path)
+        try:
+            self._writer.close()
+            self._writer = None
+            os.replace(self.partial, self.path)
+        finally:
+            self.partial.unlink(missing_ok=True)  # gone already when the rename worked
         logger.info("wrote %d frames to %s", self.frames, self.path)
         return self.path
 

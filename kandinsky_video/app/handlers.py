@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 
 from ..animation import AnimationSpec, Mp4Writer, render_animation
+from ..animation.spec import CADENCE
 from ..animation.kandinsky import kandinsky_callables
 from ..pipelines.export import write_video
+from ..pipelines.limits import check_setting
 from ..pipelines.loading import generation_defaults, inpainting_components, load_pipeline
 from ..pipelines.pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from ..pipelines.pipeline_kandinsky_video import PRESETS
@@ -34,6 +36,7 @@ class Limits:
     max_size: int = 1024
     max_steps: int = 100
     max_frames: int = 300
+    max_queue: int = 16  # requests waiting for the device; more are turned away instead of piling up
 
 
 class ModelHolder:
@@ -78,17 +81,29 @@ class Outputs:
         self._folder.cleanup()
 
 
-def check_prompt(prompt: str, limits: Limits) -> str:
+def check_prompt(prompt: str, limits: Limits, what: str = "prompt", required: bool = True) -> str:
     prompt = (prompt or "").strip()
-    if not prompt:
+    if not prompt and required:
         raise ValueError("Enter a prompt: say what the video should show.")
     if len(prompt) > limits.max_prompt_chars:
-        raise ValueError(f"The prompt has {len(prompt)} characters; the limit is {limits.max_prompt_chars}.")
+        raise ValueError(f"The {what} has {len(prompt)} characters; the limit is {limits.max_prompt_chars}.")
     return prompt
 
 
+def check_number(name: str, value: float | int | str, label: str) -> float | int:
+    """A page value (Gradio sends numbers, an API client may send anything) checked against the library's limits."""
+    if isinstance(value, str):
+        for parse in (int, float):  # int first: a 20-digit seed must not lose digits to a float
+            try:
+                value = parse(value)
+                break
+            except ValueError:
+                continue  # if neither parses, check_setting names the text as it came
+    return check_setting(name, value, label)
+
+
 def check_size(height: int, width: int, limits: Limits) -> tuple[int, int]:
-    height, width = int(height), int(width)
+    height, width = check_number("height", height, "The height"), check_number("width", width, "The width")
     for name, value in (("height", height), ("width", width)):
         if not limits.min_size <= value <= limits.max_size or value % 64:
             raise ValueError(f"The {name} is {value}; use a multiple of 64 from {limits.min_size} to {limits.max_size}.")
@@ -96,16 +111,17 @@ def check_size(height: int, width: int, limits: Limits) -> tuple[int, int]:
 
 
 def check_steps(steps: int, limits: Limits) -> int:
-    if not 1 <= int(steps) <= limits.max_steps:
+    steps = check_number("num_inference_steps", steps, "Steps")
+    if not 1 <= steps <= limits.max_steps:
         raise ValueError(f"Steps must be between 1 and {limits.max_steps}, got {steps}.")
-    return int(steps)
+    return steps
 
 
 def resolve_seed(seed: float | int | str | None) -> int:
     """An empty seed means a random one; the seed used is shown so a result can be made again."""
     if seed is None or str(seed).strip() == "":
         return random.randrange(2**31)
-    return int(float(seed))
+    return check_number("seed", seed.strip() if isinstance(seed, str) else seed, "The seed")
 
 
 def text_to_video(
@@ -116,10 +132,16 @@ def text_to_video(
 ) -> tuple[str, str, int]:
     """-> (mp4 path, gif path, seed used)."""
     prompt = check_prompt(prompt, limits)
+    negative_prompt = check_prompt(negative_prompt, limits, "negative prompt", required=False)
     height, width = check_size(height, width, limits)
     steps = check_steps(steps, limits)
     if preset not in PRESETS:
         raise ValueError(f"Unknown preset {preset!r}; choose one of {', '.join(PRESETS)}.")
+    keyframes = check_number("num_keyframes", keyframes, "Keyframes")
+    guidance_scale = check_number("guidance_scale", guidance_scale, "The guidance scale")
+    interpolation_guidance_scale = check_number("interpolation_guidance_scale", interpolation_guidance_scale,
+                                                "The interpolation guidance scale")
+    fps = check_number("fps", fps, "The frame rate") if fps else None  # 0 or empty: real-time motion
     seed = resolve_seed(seed)
     with holder.lock:
         pipeline = holder.video
@@ -147,7 +169,7 @@ def text_to_video(
             interpolation_steps=interpolation_steps,
             generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=report,
         )
-    rate = float(fps) if fps else result.fps
+    rate = fps or result.fps
     mp4, gif = outputs.path(".mp4"), outputs.path(".gif")
     write_video(result.frames[0], mp4, rate)
     write_video(result.frames[0], gif, rate)
@@ -161,6 +183,7 @@ def image(
 ) -> tuple[str, int]:
     """Text-to-image, image-to-image (``init_image``) or inpainting (``init_image`` + ``mask``, white = repaint)."""
     prompt = check_prompt(prompt, limits)
+    negative_prompt = check_prompt(negative_prompt, limits, "negative prompt", required=False)
     steps = check_steps(steps, limits)
     if init_image is None:
         height, width = check_size(height, width, limits)
@@ -168,8 +191,9 @@ def image(
         check_size(*np.asarray(init_image).shape[:2], limits)
     if mask is not None and init_image is None:
         raise ValueError("Inpainting needs an input image as well as the mask.")
-    if not 0.0 < float(strength) <= 1.0:
-        raise ValueError(f"Strength must be in (0, 1], got {strength}.")
+    strength = check_number("strength", strength, "The denoising strength")
+    if guidance_scale is not None:
+        guidance_scale = check_number("image_guidance_scale", guidance_scale, "The guidance scale")
     seed = resolve_seed(seed)
     inputs = {}
     if init_image is not None:
@@ -209,8 +233,9 @@ def animate(
         except ValueError:
             raise ValueError(f"'{seconds.strip()}' in '{line.strip()}' is not a number of seconds.") from None
     height, width = check_size(size, size, limits)
-    settings = {"prompts": texts, "durations": durations, "animation_mode": mode, "cadence": int(cadence),
-                "fps": float(fps), "width": width, "height": height, "seed": resolve_seed(seed),
+    settings = {"prompts": texts, "durations": durations, "animation_mode": mode,
+                "cadence": CADENCE.check("Cadence", cadence), "fps": check_number("fps", fps, "The frame rate"),
+                "width": width, "height": height, "seed": resolve_seed(seed),
                 "denoise_strength": f"0:({float(denoise_strength)})"}
     if motion and motion != "none":
         settings["motion_presets"] = [motion] * len(texts)

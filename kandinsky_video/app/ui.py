@@ -48,7 +48,7 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
             with gr.Row():
                 with gr.Column():
                     prompt = gr.Textbox(label="Prompt", max_length=limits.max_prompt_chars, elem_id="t2v-prompt")
-                    negative = gr.Textbox(label="Negative prompt")
+                    negative = gr.Textbox(label="Negative prompt", max_length=limits.max_prompt_chars)
                     with gr.Row():
                         height = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Height")
                         width = gr.Slider(limits.min_size, limits.max_size, value=size, step=64, label="Width")
@@ -111,7 +111,7 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
             with gr.Row():
                 with gr.Column():
                     image_prompt = gr.Textbox(label="Prompt", max_length=limits.max_prompt_chars)
-                    image_negative = gr.Textbox(label="Negative prompt")
+                    image_negative = gr.Textbox(label="Negative prompt", max_length=limits.max_prompt_chars)
                     editor = gr.ImageEditor(label="Input image (optional; paint over it to inpaint)", type="numpy")
                     strength = gr.Slider(0.05, 1.0, value=0.3, step=0.05, label="Denoising strength (image-to-image)")
                     with gr.Row():
@@ -133,7 +133,8 @@ def build_app(holder: ModelHolder, outputs: Outputs, limits: Limits = Limits(), 
             image_run.click(user_errors(make_image), [image_prompt, image_negative, editor, strength, image_height,
                                                       image_width, image_steps, image_seed],
                             [picture, image_used_seed], api_name="image")
-    app.queue(default_concurrency_limit=1)  # one generation on the device at a time; others wait in line
+    # One generation on the device at a time; others wait in a line of bounded length.
+    app.queue(default_concurrency_limit=1, max_size=limits.max_queue)
     return app
 
 

@@ -31,13 +31,15 @@ def convert_published(
     attention_head_dim: int = 64,
     movq_norm_groups: int = 32,
     kandinsky3: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> list[Path]:
     """Convert any subset of the three published files; returns the folders written.
 
     ``groups`` / ``attention_head_dim`` / ``movq_norm_groups`` cannot be read off tensor shapes; the defaults are
     the published model's, other values are for tiny checkpoints in the same layout. With ``kandinsky3`` (a
     diffusers Kandinsky 3.0 folder or hub id) the output also becomes a complete pipeline folder (tokenizer and
-    text encoder from there), loadable with ``KandinskyVideoPipeline.from_pretrained``.
+    text encoder from there), loadable with ``KandinskyVideoPipeline.from_pretrained``. Folders already in
+    ``output`` are replaced only with ``overwrite``; others are added (e.g. inpainting weights into a pipeline folder).
     """
     if not (keyframe_checkpoint or interpolation_checkpoint or movq_checkpoint or inpainting_checkpoint):
         raise ValueError("nothing to convert: pass at least one of the keyframe, interpolation, MoVQ or inpainting checkpoints")
@@ -45,6 +47,15 @@ def convert_published(
         raise ValueError("inpainting needs both kandinsky3_inpainting.pt and projection_inpainting.pt (hub repo "
                          "ai-forever/Kandinsky3.1, folder weights/)")
     output = Path(output)
+    targets = [name for name, given in (
+        ("unet", keyframe_checkpoint), ("text_projection", keyframe_checkpoint),
+        ("interpolation_unet", interpolation_checkpoint), ("movq", movq_checkpoint),
+        ("inpaint_unet", inpainting_checkpoint), ("inpaint_text_projection", inpainting_checkpoint),
+        ("model_index.json", kandinsky3), ("tokenizer", kandinsky3), ("text_encoder", kandinsky3)) if given]
+    existing = [name for name in targets if (output / name).exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{output} already has {', '.join(existing)}; pass --overwrite to replace them, or choose "
+                         "another --output")
     written = []
     if keyframe_checkpoint:
         checkpoint = load_original_checkpoint(keyframe_checkpoint)

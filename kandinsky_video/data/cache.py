@@ -91,5 +91,8 @@ class SampleCache:
     def write(path: Path, tensors: dict[str, torch.Tensor]) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.stem}.{os.getpid()}.partial")
-        save_file(tensors, str(partial))
-        os.replace(partial, path)  # atomic: another process sees the whole entry or none
+        try:
+            save_file(tensors, str(partial))
+            os.replace(partial, path)  # atomic: another process sees the whole entry or none
+        finally:
+            partial.unlink(missing_ok=True)

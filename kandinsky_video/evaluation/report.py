@@ -6,6 +6,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from ..pipelines.export import atomic_output
+
+RESULT_FILES = ("results.json", "report.md")
 PACKAGES = ("kandinsky-video", "torch", "transformers", "diffusers", "numpy", "scipy", "accelerate")
 
 
@@ -62,6 +65,7 @@ def markdown_report(results: dict) -> str:
     ]
     for key, value in results.get("data", {}).items():
         lines.append(f"- {key}: {value}")
+    lines += skipped_lines(metrics)
     if "fvd" in metrics:
         lines.append(f"- I3D sha256: `{metrics['fvd']['i3d_sha256']}`")
     if "is" in metrics:
@@ -69,11 +73,32 @@ def markdown_report(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def skipped_lines(metrics: dict, shown: int = 10) -> list[str]:
+    """One line per metric and set that skipped videos: how many were too short or unreadable, and which."""
+    sets = [
+        ("fvd", "FVD real", "real_"),  # (metric, label, key prefix of its too_short / unreadable fields)
+        ("fvd", "FVD generated", "fake_"),
+        ("is", "IS", ""),
+        ("clipsim", "CLIPSIM", ""),
+    ]
+    lines = []
+    for key, label, prefix in sets:
+        result = metrics.get(key, {})
+        too_short, unreadable = result.get(f"{prefix}too_short"), result.get(f"{prefix}unreadable")
+        if not (too_short or unreadable):
+            continue  # not computed, nothing skipped, or real statistics from the cache (None)
+        line = f"- {label}: skipped {too_short} too short, {unreadable} unreadable"
+        if unreadable:
+            names = [f"`{name}`" for name in result[f"{prefix}unreadable_files"]]
+            line += ": " + ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+        lines.append(line)
+    return lines
+
+
 def write_results(folder: str | Path, results: dict) -> tuple[Path, Path]:
     """Write ``results.json`` and ``report.md`` into ``folder``; returns both paths."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    json_path, markdown_path = folder / "results.json", folder / "report.md"
-    json_path.write_text(json.dumps(results, indent=1, default=str))
-    markdown_path.write_text(markdown_report(results))
+    json_path, markdown_path = (Path(folder) / name for name in RESULT_FILES)
+    for path, text in ((json_path, json.dumps(results, indent=1, default=str)), (markdown_path, markdown_report(results))):
+        with atomic_output(path) as partial:
+            partial.write_text(text)
     return json_path, markdown_path

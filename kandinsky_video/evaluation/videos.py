@@ -14,6 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..pipelines.export import atomic_output
+from ..pipelines.limits import check_setting
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".webm", ".mov", ".mkv", ".gif")
 VIDEO_WRITER = {"format": "mp4", "codec": "libx264rgb", "pixelformat": "rgb24", "crf": 0}
 
@@ -29,45 +32,55 @@ def list_videos(folder: str | os.PathLike) -> list[Path]:
     return sorted(videos, key=lambda p: str(p.relative_to(folder)))
 
 
+class UnreadableVideo(ValueError):
+    """A video file ffmpeg cannot decode (corrupt, truncated, not a video); metrics skip it and name it."""
+
+
 def read_video(path: str | os.PathLike, max_frames: int | None = None) -> np.ndarray:
-    """(T, H, W, 3) uint8 RGB; stops decoding after ``max_frames`` when given."""
-    reader = imageio.get_reader(str(path), format="FFMPEG")
+    """(T, H, W, 3) uint8 RGB; stops decoding after ``max_frames`` when given. A file that exists but does not
+    decode raises :class:`UnreadableVideo`; a missing one FileNotFoundError."""
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"video {path} does not exist")
+    frames = []
     try:
-        frames = []
-        for frame in reader:
-            frames.append(frame[..., :3])
-            if max_frames is not None and len(frames) >= max_frames:
-                break
-    finally:
-        reader.close()
+        reader = imageio.get_reader(str(path), format="FFMPEG")
+        try:
+            for frame in reader:
+                frames.append(frame[..., :3])
+                if max_frames is not None and len(frames) >= max_frames:
+                    break
+        finally:
+            reader.close()
+    except (OSError, RuntimeError) as error:  # imageio-ffmpeg: "Could not load meta information", broken streams
+        lines = [line for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        reason = lines[0] if len(lines) == 1 else f"{lines[0]}: {lines[-1]}"  # the last line is ffmpeg's verdict
+        raise UnreadableVideo(f"{path} cannot be decoded ({reason}); is it a complete video file?") from error
     if not frames:
-        raise ValueError(f"{path} has no decodable frames; is it a complete video file?")
+        raise UnreadableVideo(f"{path} has no decodable frames; is it a complete video file?")
     return np.stack(frames)
 
 
 def write_video(path: str | os.PathLike, frames: np.ndarray, fps: float = 8.0) -> None:
-    """Write (T, H, W, 3) uint8 losslessly; the file appears only when complete, so a killed run leaves no stub."""
+    """Write (T, H, W, 3) uint8 losslessly; the file appears only when complete, and a failed write leaves nothing."""
     if not (isinstance(frames, np.ndarray) and frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[-1] == 3):
         shape = getattr(frames, "shape", None)
         raise ValueError(f"a video must be a (T, H, W, 3) uint8 numpy array, got {type(frames).__name__} {shape}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.stem}.partial{path.suffix}")
-    writer = imageio.get_writer(
-        str(partial),
-        format="FFMPEG",
-        fps=fps,
-        codec=VIDEO_WRITER["codec"],
-        pixelformat=VIDEO_WRITER["pixelformat"],
-        macro_block_size=1,
-        output_params=["-crf", str(VIDEO_WRITER["crf"])],
-    )
-    try:
-        for frame in frames:
-            writer.append_data(frame)
-    finally:
-        writer.close()
-    os.replace(partial, path)
+    check_setting("fps", fps)
+    with atomic_output(Path(path)) as partial:
+        writer = imageio.get_writer(
+            str(partial),
+            format="FFMPEG",
+            fps=fps,
+            codec=VIDEO_WRITER["codec"],
+            pixelformat=VIDEO_WRITER["pixelformat"],
+            macro_block_size=1,
+            output_params=["-crf", str(VIDEO_WRITER["crf"])],
+        )
+        try:
+            for frame in frames:
+                writer.append_data(frame)
+        finally:
+            writer.close()
 
 
 def select_clip(

@@ -41,13 +41,10 @@ WEIGHTS_HELP = (
 
 
 class TextProjection(ModelMixin, ConfigMixin):
-    """Linear(encoder_dim -> context_dim, no bias) + LayerNorm, plus the learned unconditional token.
+    """Linear(encoder_dim -> context_dim, no bias) + LayerNorm, plus the learned unconditional token."""
 
-    Kept in fp32 (also under ``from_pretrained(dtype=...)``): the release casts the encoder output to fp32
-    before this projection.
-    """
-
-    _keep_in_fp32_modules = ["linear", "norm"]
+    # All of it stays fp32 under from_pretrained(dtype=...): the release casts the encoder output to fp32 before it.
+    _keep_in_fp32_modules = ["linear", "norm", "null_embedding"]
 
     @register_to_config
     def __init__(self, encoder_dim: int = 4096, context_dim: int = 4096):
@@ -61,8 +58,8 @@ class TextProjection(ModelMixin, ConfigMixin):
         self.null_embedding = nn.Parameter(torch.zeros(context_dim))
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        """(B, L, encoder_dim) -> (B, L, context_dim)."""
-        return self.norm(self.linear(hidden_states))
+        """(B, L, encoder_dim) in any dtype -> (B, L, context_dim) in the projection's own (fp32 as loaded)."""
+        return self.norm(self.linear(hidden_states.to(self.linear.weight.dtype)))
 
     def _load_renamed(
         self, tensors: Mapping[str, torch.Tensor], names: Mapping[str, str], what: str
@@ -390,15 +387,15 @@ def embed_tokens(
     ).last_hidden_state  # (B, N, E), encoder dtype
     # Overflow guard, per prompt and over ALL positions (padding included), in the encoder's dtype.
     overflow = ~torch.isfinite(hidden).flatten(1).all(dim=1)  # (B,)
-    # fp32 as released (TextProjection keeps itself in fp32 when loaded with a dtype).
-    hidden = hidden.masked_fill(overflow[:, None, None], 0).to(projection.device, projection.dtype)
+    hidden = hidden.masked_fill(overflow[:, None, None], 0).to(projection.device)
     if overflow.any():
         logger.warning("text encoder overflowed (inf/NaN) for prompts %s: their conditioning is dropped",
                        overflow.nonzero().flatten().tolist())
     # The release drops the mask of every all-zero embedding, i.e. of every guarded prompt.
     dropped = (hidden == 0).flatten(1).all(dim=1)  # (B,)
     attention_mask = attention_mask.to(projection.device).masked_fill(dropped[:, None], 0)
-    context = projection(hidden)  # (B, N, D)
+    # (B, N, D) fp32 between models; the projection casts its input to its own dtype (fp32 as loaded, as released).
+    context = projection(hidden).float()
     # Zeroed AFTER the projection: LayerNorm would give pad positions non-zero rows.
     context = context.masked_fill(attention_mask[..., None] == 0, 0)
     return context, attention_mask

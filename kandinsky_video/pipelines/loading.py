@@ -12,6 +12,7 @@ from ..models.unet_inpaint import Kandinsky3ConditionedUNet
 from .pipeline_kandinsky3_image import Kandinsky3ImagePipeline
 from .pipeline_kandinsky_video import KandinskyVideoPipeline
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")  # torch.load pickles: unpickling can run code
 GENERATION_DEFAULTS_NAME = "generation_defaults.json"  # optional, in a pipeline folder: the settings it was made for
 IMAGE_ONLY_SETTINGS = ("image_guidance_scale",)  # keys of that file the video pipeline does not take
 HOW_TO_GET_WEIGHTS = (
@@ -53,6 +54,20 @@ def check_model_folder(folder: Path) -> None:
     missing = [name for name in components if not (folder / name).is_dir()]
     if missing:
         raise FileNotFoundError(f"{folder} is incomplete: the folders {missing} listed in model_index.json are missing")
+    for name, (library, class_name) in components.items():
+        refuse_pickle_weights(folder / name, library, class_name)
+
+
+def refuse_pickle_weights(component: Path, library: str, class_name: str) -> None:
+    """Raise ValueError for a component folder whose weights are pickles only: pipeline folders hold safetensors."""
+    pickles = sorted(path.name for path in component.iterdir() if path.suffix in PICKLE_SUFFIXES)
+    if pickles and not any(component.glob("*.safetensors")):
+        raise ValueError(
+            f"{component} holds pickle weights ({', '.join(pickles)}) and no safetensors; pickles can run code when "
+            "loaded, so a pipeline folder must hold safetensors. Convert it once, on a machine where you trust the "
+            f"file: python -c \"from {library} import {class_name}; "
+            f"{class_name}.from_pretrained('{component}').save_pretrained('{component}')\", then delete {pickles[0]}"
+        )
 
 
 def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, offload: str = "none") -> KandinskyVideoPipeline:
@@ -64,7 +79,7 @@ def load_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, off
     elif str(model).startswith((".", "/", "~")) or str(model).count("/") != 1:
         raise FileNotFoundError(f"model folder {model} does not exist. To get weights, {HOW_TO_GET_WEIGHTS}")
     try:
-        pipeline = KandinskyVideoPipeline.from_pretrained(model, dtype=dtype)
+        pipeline = KandinskyVideoPipeline.from_pretrained(model, dtype=dtype, use_safetensors=True)  # hub: no pickles
     except OSError as error:  # hub ids that cannot be fetched (offline, private, misspelt)
         raise FileNotFoundError(f"cannot load {model!r} ({error}). To get weights, {HOW_TO_GET_WEIGHTS}") from error
     if offload == "model":
@@ -86,8 +101,10 @@ def inpainting_components(model: str | os.PathLike, dtype: torch.dtype, device: 
             f"{model} has no inpainting weights; convert the Kandinsky 3.1 files (hub repo ai-forever/Kandinsky3.1, "
             "folder weights/) into it with\n  kandinsky-video convert --inpainting-ckpt kandinsky3_inpainting.pt "
             f"--inpainting-projection-ckpt projection_inpainting.pt --output {model}")
+    for folder, cls in zip(folders, (Kandinsky3ConditionedUNet, TextProjection)):
+        refuse_pickle_weights(folder, cls.__module__, cls.__name__)
     return {"inpaint_unet": Kandinsky3ConditionedUNet.from_pretrained(folders[0], dtype=dtype).to(device),
-            "inpaint_text_projection": TextProjection.from_pretrained(folders[1]).to(device)}
+            "inpaint_text_projection": TextProjection.from_pretrained(folders[1], dtype=dtype).to(device)}  # fp32 kept
 
 
 def load_image_pipeline(model: str | os.PathLike, dtype: torch.dtype, device: str, inpainting: bool = False):

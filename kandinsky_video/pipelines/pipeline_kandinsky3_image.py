@@ -5,7 +5,8 @@ Follows the released Kandinsky 3 code rather than diffusers' Kandinsky3Pipeline 
 they differ: the unconditional context is the learned null embedding (diffusers: zeros with a zero mask), padding is
 zeroed after the text projection (diffusers: before), and sampling is the released strided 1000-step cosine
 schedule with eta and dynamic thresholding at the 0.99 quantile (0.95 for inpainting) — :class:`Kandinsky3Scheduler`.
-Image-to-image uses diffusers' strength rule (re-run the last ``strength`` of the schedule).
+Image-to-image uses diffusers' strength rule (re-run the last ``strength`` of the schedule). Precision as in the
+video pipeline: each model in its own dtype, images, masks, latents and the sampler in fp32 between them.
 """
 
 import numpy as np
@@ -22,6 +23,7 @@ from ..models.text_encoder import KandinskyTextEncoder, TextProjection
 from ..models.unet_inpaint import Kandinsky3ConditionedUNet
 from ..sampling.kandinsky3 import Kandinsky3Scheduler
 from ..sampling.loop import classifier_free_guidance, denoise_loop, randn_video, schedule_start
+from .limits import check_setting
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -61,14 +63,18 @@ class Kandinsky3ImagePipeline(DiffusionPipeline):
                    inpaint_text_projection=inpaint_text_projection)
 
     def to_tensor(self, image: ImageInput, name: str) -> torch.Tensor:
-        """PIL / (H, W, 3) array in [0, 1] / (1, 3, H, W) tensor in [-1, 1] -> (1, 3, H, W) in [-1, 1]."""
+        """PIL / (H, W, 3) array in [0, 1] / (1, 3, H, W) tensor in [-1, 1] -> (1, 3, H, W) fp32 in [-1, 1]."""
         tensor = image if isinstance(image, torch.Tensor) else self.image_processor.preprocess(image)
         if tensor.ndim != 4 or tensor.shape[1] != 3:
             raise ValueError(f"{name} must be an RGB image, got shape {tuple(tensor.shape)}")
         height, width = tensor.shape[-2:]
         if height % 64 or width % 64:
             raise ValueError(f"{name} is {width}x{height}; resize it to multiples of 64 (e.g. {width // 64 * 64}x{height // 64 * 64})")
-        return tensor.to(self._execution_device, self.movq.dtype)
+        return tensor.to(self._execution_device, torch.float32)
+
+    def encode_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [-1, 1] -> latents (B, 4, H/8, W/8) fp32, unquantised; the MoVQ runs in its own dtype."""
+        return self.movq.encode(pixels.to(self.movq.dtype)).latents.float()
 
     @torch.no_grad()
     def __call__(
@@ -98,6 +104,10 @@ class Kandinsky3ImagePipeline(DiffusionPipeline):
         if inpainting and (image is None or self.inpaint_unet is None):
             raise ValueError("inpainting needs image= and an inpaint_unet (convert kandinsky3_inpainting.pt first)")
         guidance = guidance_scale if guidance_scale is not None else (4.0 if inpainting else 3.0)
+        settings = {"image_guidance_scale": guidance, "num_inference_steps": num_inference_steps, "height": height,
+                    "width": width, "strength": strength}
+        for name, value in settings.items():
+            check_setting(name, value, "guidance_scale" if name == "image_guidance_scale" else name)
         projection = self.inpaint_text_projection if inpainting and self.inpaint_text_projection else self.text_projection
         text = KandinskyTextEncoder(self.tokenizer, self.text_encoder, projection).encode(
             prompts, negatives, device=self._execution_device)
@@ -112,27 +122,27 @@ class Kandinsky3ImagePipeline(DiffusionPipeline):
         elif height % 64 or width % 64:
             raise ValueError(f"height and width must be multiples of 64, got {height}x{width}")
         shape = (batch, self.movq.config.latent_channels, 1, height // 8, width // 8)  # images as 1-frame videos
-        latents = randn_video(shape, generator, self._execution_device, unet.dtype)
+        latents = randn_video(shape, generator, self._execution_device, torch.float32)
         condition = None
         if inpainting:
             repaint = self.to_mask(mask_image, (height, width), dilate_mask)  # (1, 1, H, W), 1 = repaint
-            masked = self.movq.encode(pixels * (1 - repaint)).latents  # the repaint region set to 0, then encoded
+            masked = self.encode_image(pixels * (1 - repaint))  # the repaint region set to 0, then encoded
             keep = F.interpolate(1 - repaint, size=masked.shape[-2:], mode="nearest")  # the model's mask: 1 = keep
             condition = torch.cat([keep, masked], dim=1).to(unet.dtype).repeat(2 * batch, 1, 1, 1)
             if isinstance(scheduler, Kandinsky3Scheduler):
                 scheduler = Kandinsky3Scheduler.from_config(scheduler.config, dynamic_threshold_quantile=0.95)
         elif pixels is not None:
             start_step, start_time = schedule_start(scheduler, num_inference_steps, strength)
-            clean = self.movq.encode(pixels).latents.to(unet.dtype).repeat(batch, 1, 1, 1)
+            clean = self.encode_image(pixels).repeat(batch, 1, 1, 1)
             latents = scheduler.add_noise(clean, latents[:, :, 0], start_time.reshape(1).expand(batch))[:, :, None]
 
         def denoiser(x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-            frames = torch.cat([x[:, :, 0], x[:, :, 0]])
+            frames = torch.cat([x[:, :, 0], x[:, :, 0]]).to(unet.dtype)  # the U-Net's inputs; guidance in fp32
             if condition is None:
                 out = unet(frames, timestep, context, mask).sample
             else:
                 out = unet(frames, timestep, context, mask, condition)
-            return classifier_free_guidance(*out.chunk(2), guidance)[:, :, None]
+            return classifier_free_guidance(*out.float().chunk(2), guidance)[:, :, None]
 
         with self.progress_bar(total=num_inference_steps - start_step) as bar:
             latents = denoise_loop(scheduler, denoiser, latents, num_inference_steps, generator, bar, start_step=start_step)
@@ -145,7 +155,7 @@ class Kandinsky3ImagePipeline(DiffusionPipeline):
         return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     def to_mask(self, mask_image: ImageInput, size: tuple[int, int], dilate: bool) -> torch.Tensor:
-        """A user mask (1 / white = repaint) -> (1, 1, H, W) float in {0, 1}; optionally dilated as the release's
+        """A user mask (1 / white = repaint) -> (1, 1, H, W) fp32 in {0, 1}; optionally dilated as the release's
         example does (three 5x5 box convolutions, then > 0)."""
         if isinstance(mask_image, PIL.Image.Image):
             mask_image = np.asarray(mask_image.convert("L"), dtype=np.float32) / 255.0
@@ -157,4 +167,4 @@ class Kandinsky3ImagePipeline(DiffusionPipeline):
         if dilate:
             for _ in range(3):
                 mask = (F.conv2d(mask, torch.ones(1, 1, 5, 5), padding=2) > 0).float()
-        return mask.to(self._execution_device, self.movq.dtype)
+        return mask.to(self._execution_device)

@@ -1,11 +1,13 @@
-"""The training loop shared by the three trainers, on accelerate (single process, DDP, FSDP, DeepSpeed alike).
+"""The training loop shared by the three trainers, on accelerate (single process or DDP; FSDP / DeepSpeed refused).
 
 A run lives in ``run.output_dir``: ``config.yaml``, ``metrics.jsonl``, ``logs/`` (trackers), ``checkpoints/``
 (``checkpoint-00001000``, ...; the newest is resumed automatically), ``validation/`` (mp4 per step and prompt) and
 ``export/`` (the trained weights in the folders the pipeline loads).
 
-Resuming is exact: accelerate restores optimiser, RNG and (through :class:`TrainState` and the save/load hooks) the
-step and the trainable weights; the data stream restarts at the sample the interrupted run would have read next.
+Resuming is exact: a checkpoint restores the trainable weights, optimiser, schedule, EMA, grad scaler,
+:class:`TrainState` and every process's RNG, all as data (:mod:`.checkpoint`: safetensors and JSON, never pickles,
+since run folders get copied from others); the data stream restarts at the sample the interrupted run would have
+read next.
 """
 
 import dataclasses
@@ -17,9 +19,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import DistributedType, ProjectConfiguration, set_seed
 from diffusers.optimization import get_scheduler
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -28,6 +30,16 @@ from torch.utils.data import DataLoader
 from ..convert.common import check_state_dict
 from ..data import ClipStream, TextVideoDataset, collate_clips, load_records
 from ..pipelines import write_video
+from .checkpoint import (
+    STATE_FILE,
+    TRAINABLE_FILE,
+    check_not_pickled,
+    load_tree,
+    rng_file,
+    rng_state,
+    save_tree,
+    set_rng_state,
+)
 from .config import TrainConfig, load_config, save_config
 from .tasks import Task, check_model_source, make_task
 
@@ -36,7 +48,7 @@ logger = get_logger(__name__)
 
 @dataclasses.dataclass
 class TrainState:
-    """Counters saved in every checkpoint beside what accelerate saves itself."""
+    """Counters saved in every checkpoint beside the weights, optimiser, schedule, EMA and RNG."""
 
     step: int = 0  # optimiser steps done
     skipped: int = 0  # clips replaced because their video was unreadable or too short, summed over processes
@@ -54,6 +66,7 @@ def train(config: TrainConfig) -> Path:
     check_model_source(config.model, config.task)
     check_trackers(config.run.report_to)
     run_dir = Path(config.run.output_dir)
+    check_precision(config.optim.mixed_precision)
     accelerator = Accelerator(
         gradient_accumulation_steps=config.optim.gradient_accumulation,
         mixed_precision=config.optim.mixed_precision,
@@ -61,24 +74,27 @@ def train(config: TrainConfig) -> Path:
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")),
         step_scheduler_with_optimizer=False,  # one schedule step per optimiser step, whatever the process count
     )
+    check_engine(accelerator)
+    resume = latest_checkpoint(run_dir)
+    if resume:
+        check_not_pickled(resume[1])  # before any model loads
     task = make_task(config)
     task.place(accelerator.device, frozen_dtype(accelerator), validating=config.run.validate_every > 0)
     set_seed(config.optim.seed, device_specific=True)  # after building: tiny models reseed the global RNG
-    resume = latest_checkpoint(run_dir)
     state = TrainState(step=resume[0] if resume else 0)
     samples_per_step = config.optim.batch_size * config.optim.gradient_accumulation * accelerator.num_processes
     model, optimizer, schedule, loader, ema = prepare(accelerator, config, task, records, state.step * samples_per_step)
-    accelerator.register_for_checkpointing(state, *([ema] if ema else []))
+    parts = checkpointed(accelerator, state, optimizer, schedule, ema)
     if accelerator.is_main_process:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(config, run_dir)
     if resume:
-        resume_from(accelerator, resume[1], state, config)
+        resume_from(accelerator, resume[1], config, model, parts)
     accelerator.init_trackers(f"kandinsky-video-{config.task}", config=flat_config(config))
     logger.info("training %s: %d trainable parameters, %d processes, %d clips per step, from step %d",
                 config.task, sum(p.numel() for p in trainable(model)), accelerator.num_processes, samples_per_step,
                 state.step)
-    run_steps(accelerator, config, task, model, optimizer, schedule, iter(loader), state, ema)
+    run_steps(accelerator, config, task, model, optimizer, schedule, iter(loader), state, ema, parts)
     export = export_weights(accelerator, config, task, model, ema)
     (logger.warning if state.skipped else logger.info)(
         "skipped %d clips whose videos were unreadable or too short (see the warnings above)", state.skipped
@@ -108,7 +124,6 @@ def prepare(accelerator: Accelerator, config: TrainConfig, task: Task, records, 
         generator=torch.Generator().manual_seed(optim.seed),  # keeps the global RNG untouched (exact resume)
     )
     model, optimizer, schedule, loader = accelerator.prepare(task.model, optimizer, schedule, loader)
-    register_checkpoint_hooks(accelerator)
     ema = None
     if optim.ema_decay:
         from diffusers.training_utils import EMAModel
@@ -118,7 +133,7 @@ def prepare(accelerator: Accelerator, config: TrainConfig, task: Task, records, 
     return model, optimizer, schedule, loader, ema
 
 
-def run_steps(accelerator, config, task, model, optimizer, schedule, batches, state, ema) -> None:
+def run_steps(accelerator, config, task, model, optimizer, schedule, batches, state, ema, parts) -> None:
     """Optimiser steps until ``optim.steps``: accumulate, clip, step; log, checkpoint and validate on schedule."""
     optim, run = config.optim, config.run
     parameters = trainable(model)
@@ -159,7 +174,7 @@ def run_steps(accelerator, config, task, model, optimizer, schedule, batches, st
             loss_sum.zero_()
             window_steps, window_seconds = 0, 0.0
         if state.step % run.checkpoint_every == 0 or last:
-            save_checkpoint(accelerator, config, state.step)
+            save_checkpoint(accelerator, config, model, parts, state.step)
         if run.validate_every and state.step % run.validate_every == 0:
             validate(accelerator, config, task, model, ema, state.step)
 
@@ -182,42 +197,63 @@ def log_metrics(accelerator: Accelerator, config: TrainConfig, state: TrainState
 # ---- checkpoints ----------------------------------------------------------------------------------------------
 
 
-def register_checkpoint_hooks(accelerator: Accelerator) -> None:
-    """Checkpoints hold only the trainable tensors: the frozen Kandinsky 3.0 weights (4 B parameters) come from the
-    pretrained model on resume instead of being re-saved every time. Under FSDP / DeepSpeed accelerate hands the
-    hooks no weights (the engines save their own shards), so there they do nothing."""
-
-    def save(models: list, weights: list, output_dir: str) -> None:
-        for index in range(len(weights)):
-            tensors = {name: p.detach().cpu().contiguous() for name, p in trainable_named(models[index], accelerator)}
-            if accelerator.is_main_process:
-                save_file(tensors, os.path.join(output_dir, f"trainable_{index}.safetensors"))
-        weights.clear()
-
-    def load(models: list, input_dir: str) -> None:
-        for index, model in enumerate(models):
-            path = os.path.join(input_dir, f"trainable_{index}.safetensors")
-            tensors = load_file(path)
-            check_state_dict(tensors, dict(trainable_named(model, accelerator)), f"trainable weights {path}")
-            accelerator.unwrap_model(model).load_state_dict(tensors, strict=False)  # frozen keys: pretrained, kept
-        models.clear()
-
-    accelerator.register_save_state_pre_hook(save)
-    accelerator.register_load_state_pre_hook(load)
+def check_precision(mixed_precision: str) -> None:
+    """Refuse fp16 on the CPU: accelerate takes it there but neither autocasts nor scales the loss, so the trained
+    model would run in fp32 beside fp16 frozen models. Checked before the Accelerator fixes the process's precision."""
+    if mixed_precision == "fp16" and PartialState().device.type == "cpu":
+        raise ValueError("optim.mixed_precision=fp16 needs a CUDA GPU: on the CPU accelerate runs it without autocast "
+                         "or loss scaling; use optim.mixed_precision=bf16 on the CPU (or no)")
 
 
-def save_checkpoint(accelerator: Accelerator, config: TrainConfig, step: int) -> Path:
-    """``accelerator.save_state`` into a hidden folder, renamed into place once complete; old ones pruned."""
+def check_engine(accelerator: Accelerator) -> None:
+    """Refuse FSDP and DeepSpeed: checkpoints here are data written from one whole copy of the state, and the
+    engines' own sharded ``save_state`` writes pickles that resuming would unpickle (sharded training: a later issue).
+    """
+    if accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
+        raise ValueError(
+            f"accelerate is set up for {accelerator.distributed_type.value}, which Kandinsky Video does not train "
+            f"with yet: its sharded checkpoints would be pickles, and resuming unpickles them (a pickle can run any "
+            f"code). Launch with DDP: accelerate launch --config_file configs/accelerate/multi_gpu.yaml ..."
+        )
+
+
+def checkpointed(accelerator: Accelerator, state: TrainState, optimizer, schedule, ema) -> dict:
+    """What a checkpoint restores beside the trainable weights, by name: objects with ``state_dict`` /
+    ``load_state_dict``, the same on every process (DDP), so the main process writes them once.
+
+    ``accelerator.step`` (micro-batches, for accumulation) is left out: checkpoints fall on optimiser steps, where it
+    is 0 modulo ``gradient_accumulation``, as on a fresh start.
+    """
+    parts = {"train_state": state, "optimizer": optimizer, "schedule": schedule}
+    if ema is not None:
+        parts["ema"] = ema
+    if accelerator.scaler is not None:
+        parts["scaler"] = accelerator.scaler  # fp16: the loss scale and its growth counter
+    return parts
+
+
+def save_checkpoint(accelerator: Accelerator, config: TrainConfig, model: nn.Module, parts: dict, step: int) -> Path:
+    """Trainable weights and ``parts`` (main process) and every process's RNG, as data, into a hidden folder renamed
+    into place once complete; old checkpoints pruned.
+
+    Only the trainable tensors: the frozen Kandinsky 3.0 weights (4 B parameters) come from the pretrained model on
+    resume instead of being re-saved every time.
+    """
     folder = Path(config.run.output_dir) / "checkpoints"
     final = folder / f"checkpoint-{step:08d}"
     partial = folder / f".partial-{final.name}"
     if accelerator.is_main_process and partial.exists():
         shutil.rmtree(partial)  # left by a run killed while saving
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
+    partial.mkdir(parents=True, exist_ok=True)
+    if accelerator.is_main_process:
+        weights = {name: p.detach().cpu().contiguous() for name, p in trainable_named(model, accelerator)}
+        save_file(weights, str(partial / TRAINABLE_FILE))
+        save_tree({name: part.state_dict() for name, part in parts.items()}, partial / STATE_FILE)
+        save_config(config, partial)
+    save_tree(rng_state(accelerator.device), partial / rng_file(accelerator.process_index))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_config(config, partial)
         if final.exists():
             shutil.rmtree(final)
         os.replace(partial, final)
@@ -238,7 +274,9 @@ def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
     return max(found) if found else None
 
 
-def resume_from(accelerator: Accelerator, folder: Path, state: TrainState, config: TrainConfig) -> None:
+def resume_from(accelerator: Accelerator, folder: Path, config: TrainConfig, model: nn.Module, parts: dict) -> None:
+    """Restore what :func:`save_checkpoint` wrote, on every process, reading only safetensors and YAML files."""
+    state = parts["train_state"]
     step = state.step
     saved = folder / "config.yaml"
     if saved.is_file():
@@ -246,7 +284,24 @@ def resume_from(accelerator: Accelerator, folder: Path, state: TrainState, confi
         changed = {key: (before.get(key), now[key]) for key in now if before.get(key) != now[key]}
         if changed:
             logger.warning("resuming %s with changed settings (before, now): %s", folder, changed)
-    accelerator.load_state(str(folder))
+    path = folder / TRAINABLE_FILE
+    weights = load_file(path)
+    check_state_dict(weights, dict(trainable_named(model, accelerator)), f"trainable weights {path}")
+    accelerator.unwrap_model(model).load_state_dict(weights, strict=False)  # frozen keys: pretrained, kept
+    saved_parts = load_tree(folder / STATE_FILE)
+    for name, part in parts.items():
+        if name in saved_parts:
+            part.load_state_dict(saved_parts[name])
+        else:
+            logger.warning("%s holds no %s state (turned on since?): it starts afresh", folder, name)
+    if "ema" in parts:
+        parts["ema"].to(accelerator.device)  # its load_state_dict keeps the tensors where they were read (CPU)
+    rng = folder / rng_file(accelerator.process_index)
+    if rng.is_file():
+        set_rng_state(load_tree(rng), accelerator.device)
+    else:
+        logger.warning("%s has no %s (saved by fewer processes): this process's random draws start from the seed, "
+                       "so the resumed run is not exact", folder, rng.name, main_process_only=False)
     if state.step != step:
         raise ValueError(f"{folder} holds step {state.step}, not {step}: the folder was renamed; restore its name")
     logger.info("resumed from %s (step %d)", folder, step)

@@ -17,13 +17,15 @@ distance(x0, x1) = sum_k mean_hw( lin_k( (n(f_k(x0)) - n(f_k(x1)))^2 ) ), n = di
 """
 
 import os
+import pickle
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from ..convert.common import check_state_dict
+from ..convert.common import CheckpointMismatchError, check_state_dict
 
 # Per backbone: the layers of torchvision's ``features`` (("conv", in, out, kernel, stride, padding) | ("relu",) |
 # ("pool", kernel, stride)) and the index after which each of the five slices ends.
@@ -105,17 +107,44 @@ class LPIPS(nn.Module):
         return sum(getattr(self, f"lin{k}")((a - b).square()).mean(dim=(1, 2, 3)) for k, (a, b) in enumerate(pairs))
 
 
+WHAT_TO_GIVE = (
+    "give a state-dict file of lpips.LPIPS(net='vgg' or 'alex') holding the backbone (net.slice*) and the lin0..lin4 "
+    "layers (see kandinsky_video/training/lpips.py), or leave decoder.lpips_weights empty"
+)
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A flat {name: tensor} dict from safetensors or a ``weights_only`` pickle; a pickle that needs any other
+    object (which could run code) is refused, as are corrupt files, with a message instead of a traceback."""
+    try:
+        if path.suffix == ".safetensors":
+            tensors = load_file(path)
+        else:
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch and safetensors raise many types for corrupt, foreign or unsafe files
+        if isinstance(error, pickle.UnpicklingError):
+            reason = "torch.load(weights_only=True) refuses it: a corrupt pickle, or one of objects that could run code"
+        else:
+            reason = f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0]}"
+        raise CheckpointMismatchError(
+            f"cannot read decoder.lpips_weights={path} ({reason}); {WHAT_TO_GIVE}. A pickle you trust can be turned "
+            "into plain tensors once: safetensors.torch.save_file(torch.load(PATH, weights_only=False), "
+            "'lpips.safetensors')"
+        ) from error
+    if not isinstance(tensors, Mapping) or not all(isinstance(value, torch.Tensor) for value in tensors.values()):
+        raise CheckpointMismatchError(
+            f"decoder.lpips_weights={path} holds a {type(tensors).__name__}, not a {{name: tensor}} state dict; "
+            f"{WHAT_TO_GIVE}"
+        )
+    return dict(tensors)
+
+
 def load_lpips(path: str | os.PathLike) -> LPIPS:
     """:class:`LPIPS` with the user's weights (backbone + lin layers, the layout in this module's docstring)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"decoder.lpips_weights={path} does not exist; give a state-dict file of lpips.LPIPS(net='vgg' or "
-            "'alex') holding the backbone (net.slice*) and the lin0..lin4 layers (see kandinsky_video/training/"
-            "lpips.py), or leave decoder.lpips_weights empty"
-        )
-    tensors = load_file(path) if path.suffix == ".safetensors" else torch.load(path, map_location="cpu",
-                                                                                weights_only=True)
+        raise FileNotFoundError(f"decoder.lpips_weights={path} does not exist; {WHAT_TO_GIVE}")
+    tensors = read_tensors(path)
     tensors = {key: value for key, value in tensors.items() if not key.startswith(("scaling_layer.", "lins."))}
     net = "alex" if "net.slice2.3.weight" in tensors else "vgg"  # AlexNet's second conv is features[3]
     model = LPIPS(net)

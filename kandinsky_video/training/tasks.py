@@ -17,7 +17,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from einops import rearrange
 from torch import nn
-from transformers import ByT5Tokenizer, T5Config, T5EncoderModel
+from transformers import ByT5Tokenizer, PreTrainedModel, T5Config, T5EncoderModel
 
 from ..data import ClipSpec, SampleCache, fingerprint
 from ..models import (
@@ -141,6 +141,18 @@ def split_clip(latents: torch.Tensor, frames_between: int) -> tuple[torch.Tensor
     return keyframes, merge_groups(groups[:, :, :, 1:])
 
 
+def cast_frozen(module: nn.Module, dtype: torch.dtype) -> None:
+    """A frozen model's weights in ``dtype``, except what ``from_pretrained(dtype=dtype)`` would keep in fp32: a
+    diffusers model's ``_keep_in_fp32_modules`` (the TextProjection), a transformers model's for fp16 (T5's ``wo``)
+    and its ``_keep_in_fp32_modules_strict``. (``module.to(dtype)`` would cast those too.)"""
+    keep = set(getattr(module, "_keep_in_fp32_modules", None) or ())
+    if isinstance(module, PreTrainedModel):
+        keep = (keep if dtype == torch.float16 else set()) | set(module._keep_in_fp32_modules_strict or ())
+    for name, tensor in [*module.named_parameters(), *module.named_buffers()]:
+        if tensor.is_floating_point():
+            tensor.data = tensor.data.to(torch.float32 if keep.intersection(name.split(".")) else dtype)
+
+
 class Task:
     """A trainer's model-specific pieces. ``model`` is the module that trains, with ``requires_grad`` already set;
     ``component`` is its name in the pipeline, which also generates the validation videos (``preset``)."""
@@ -173,9 +185,7 @@ class Task:
             if isinstance(module, nn.Module) and module is not self.model:
                 module.requires_grad_(False).eval()
                 if name in needed:
-                    module.to(device)
-                    if name != "text_projection" and module.dtype != dtype:  # the projection stays fp32, as released
-                        module.to(dtype)
+                    cast_frozen(module.to(device), dtype)
 
     def identity(self, kind: str, *modules: nn.Module, extra: object = None) -> str:
         """The cache's model identity for ``kind`` (see :func:`~kandinsky_video.data.fingerprint`), hashed once."""
@@ -372,7 +382,7 @@ class DecoderTask(Task):
 
     def place(self, device: torch.device, dtype: torch.dtype, validating: bool) -> None:
         super().place(device, dtype, validating)
-        self.encoder.to(device, dtype)
+        cast_frozen(self.encoder.to(device), dtype)
         if self.lpips is not None:
             self.lpips.to(device)
 
@@ -512,7 +522,7 @@ class TextToImageTask(Task):
         self.noise = noise_schedule("epsilon")
 
     def place(self, device: torch.device, dtype: torch.dtype, validating: bool) -> None:
-        self.movq.to(device, dtype)  # the only frozen part; the text encoder and projection train
+        cast_frozen(self.movq.to(device), dtype)  # the only frozen part; the text encoder and projection train
 
     def clip_spec(self) -> ClipSpec:
         settings = self.config.text_to_image
